@@ -1,0 +1,52 @@
+"""Flask application factory (the ``flaskr`` shape: instance folder, config file, env overrides)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from typing import Any
+
+from flask import Flask
+
+from .services import Services
+from .store.db import Database
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE": None,  # default: <instance>/orgscim.sqlite3
+    "PUBLIC_BASE_URL": None,  # e.g. https://sso.example.com when behind a proxy; default: the request's
+    "MAX_CONTENT_LENGTH": 1_048_576,  # bodies above 1 MiB get 413 (also the Bulk maxPayloadSize)
+    "AUTH_CACHE_SECONDS": 60,
+}
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None = None) -> None:
+    app.config.from_mapping(DEFAULTS)
+    path = os.path.join(app.instance_path, "config.toml")
+    if os.path.exists(path):
+        app.config.from_file(path, load=tomllib.load, text=False)
+    app.config.from_prefixed_env("ORGSCIM")
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["DATABASE"]:
+        app.config["DATABASE"] = os.path.join(app.instance_path, "orgscim.sqlite3")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the web app. ``ORGSCIM_INSTANCE`` overrides the instance folder."""
+    app = Flask(__name__, instance_path=os.environ.get("ORGSCIM_INSTANCE") or None,
+                instance_relative_config=True)
+    load_config(app, test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    db = Database(app.config["DATABASE"])
+    if db.schema_version() < db.latest_version:
+        raise RuntimeError(f"database {app.config['DATABASE']} is at schema version {db.schema_version()}, "
+                           f"this orgscim needs {db.latest_version}: run `orgscim db upgrade`")
+    app.extensions["orgscim"] = Services(db, dict(app.config))
+    logging.getLogger("orgscim").setLevel(app.config.get("LOG_LEVEL", "INFO"))
+
+    from .web import ops, scim
+
+    app.register_blueprint(scim.bp)
+    app.register_blueprint(ops.bp)
+    return app

@@ -1,0 +1,253 @@
+"""``orgscim`` command line (click). Listings take ``--json``; errors say what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .services import ConfigError, Services
+
+
+def _services(upgrade_ok: bool = False) -> Services:
+    from flask import Flask
+
+    from .app import load_config
+    from .store.db import Database
+
+    app = Flask("orgscim", instance_path=os.environ.get("ORGSCIM_INSTANCE") or None,
+                instance_relative_config=True)
+    load_config(app)
+    os.makedirs(app.instance_path, exist_ok=True)
+    db = Database(app.config["DATABASE"])
+    if not upgrade_ok and db.schema_version() < db.latest_version:
+        raise click.ClickException(f"database {app.config['DATABASE']} needs migrating: run `orgscim db upgrade`")
+    return Services(db, dict(app.config))
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else human)
+
+
+@click.group()
+@click.version_option(package_name="orgscim")
+def main() -> None:
+    """orgscim: per-organization SCIM 2.0 provisioning for Keycloak."""
+
+
+# -- db -------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the SQLite database (each migration in one transaction)."""
+    services = _services(upgrade_ok=True)
+    applied = services.db.upgrade()
+    click.echo(f"database {services.db.path} at schema version {services.db.schema_version()}"
+               + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)"))
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+def backup(path: str) -> None:
+    """Online backup of the SQLite database to PATH (safe while the service runs)."""
+    services = _services()
+    services.db.backup(path)
+    click.echo(f"backed up {services.db.path} to {path}")
+
+
+# -- realm ----------------------------------------------------------------------------------------
+@main.group()
+def realm() -> None:
+    """The per-realm SCIM flag: off closes every org's SCIM endpoint of the realm."""
+
+
+@realm.command("enable")
+@click.argument("realm_name")
+def realm_enable(realm_name: str) -> None:
+    _services().orgs.set_realm(realm_name, True)
+    click.echo(f"SCIM enabled for realm {realm_name}")
+
+
+@realm.command("disable")
+@click.argument("realm_name")
+def realm_disable(realm_name: str) -> None:
+    _services().orgs.set_realm(realm_name, False)
+    click.echo(f"SCIM disabled for realm {realm_name}: every org endpoint of it now answers 404")
+
+
+@realm.command("show")
+@click.argument("realm_name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def realm_show(realm_name: str | None, as_json: bool) -> None:
+    rows = [r for r in _services().orgs.realms() if realm_name in (None, r["realm"])]
+    _emit(rows, as_json, "\n".join(f"{r['realm']}\tscim={'on' if r['scimEnabled'] else 'off'}" for r in rows)
+          or "no realms configured")
+
+
+# -- org ------------------------------------------------------------------------------------------
+@main.group()
+def org() -> None:
+    """Per-organization SCIM configuration."""
+
+
+def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--set")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@org.command("configure")
+@click.argument("realm_name")
+@click.argument("org_id")
+@click.option("--auth-mode", required=True, help="EXTERNAL_SECRET, or any installed auth-mode plugin")
+@click.option("--set", "settings", multiple=True, help="auth-mode setting KEY=VALUE (repeatable)")
+@click.option("--federation", default="none", show_default=True, help="federation behaviour plugin")
+@click.option("--disable", is_flag=True, help="keep the config but close the endpoint")
+@click.option("--json", "as_json", is_flag=True)
+def org_configure(realm_name: str, org_id: str, auth_mode: str, settings: tuple[str, ...], federation: str,
+                  disable: bool, as_json: bool) -> None:
+    """Create or update ORG_ID's SCIM config (enabled unless --disable)."""
+    try:
+        o = _services().configure_org(realm_name, org_id, auth_mode, _parse_settings(settings), not disable,
+                                      federation)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    hint = "" if o.realm_enabled else f" (realm {realm_name} is off: run `orgscim realm enable {realm_name}`)"
+    _emit(o.public(), as_json, f"org {org_id} in realm {realm_name}: {auth_mode}, "
+          f"{'enabled' if o.enabled else 'disabled'}{hint}")
+
+
+def _org(services: Services, realm_name: str, org_id: str) -> Any:
+    o = services.orgs.org(realm_name, org_id)
+    if o is None:
+        raise click.ClickException(f"org {org_id} of realm {realm_name} is not configured: run "
+                                   f"`orgscim org configure {realm_name} {org_id} --auth-mode EXTERNAL_SECRET`")
+    return o
+
+
+@org.command("list")
+@click.option("--realm", "realm_name")
+@click.option("--json", "as_json", is_flag=True)
+def org_list(realm_name: str | None, as_json: bool) -> None:
+    orgs = _services().orgs.orgs(realm_name)
+    _emit([o.public() for o in orgs], as_json, "\n".join(
+        f"{o.realm}\t{o.org_id}\t{o.auth_mode}\t{'serving' if o.serving else 'closed'}" for o in orgs)
+        or "no orgs configured")
+
+
+@org.command("show")
+@click.argument("realm_name")
+@click.argument("org_id")
+@click.option("--json", "as_json", is_flag=True)
+def org_show(realm_name: str, org_id: str, as_json: bool) -> None:
+    services = _services()
+    o = _org(services, realm_name, org_id)
+    data = {**o.public(), "resources": services.orgs.org_counts(o.pk),
+            "credentials": [c.public() for c in services.orgs.credentials(o.pk)]}
+    _emit(data, as_json, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@org.group("credential")
+def credential() -> None:
+    """Credentials of an org (shown once at creation, stored only as Argon2id hashes)."""
+
+
+@credential.command("create")
+@click.argument("realm_name")
+@click.argument("org_id")
+@click.option("--json", "as_json", is_flag=True)
+def credential_create(realm_name: str, org_id: str, as_json: bool) -> None:
+    """Issue a new credential; the secret is printed once and never again."""
+    services = _services()
+    o = _org(services, realm_name, org_id)
+    mode = services.auth_mode(o.auth_mode)
+    if not hasattr(mode, "issue"):
+        raise click.ClickException(f"auth mode {o.auth_mode} does not use credentials issued by orgscim")
+    issued = mode.issue(o)
+    data = {**issued.credential.public(), "secret": issued.secret}
+    if issued.username:
+        data["username"] = issued.username
+    services.orgs.event(o.pk, "credential.created", {"credential": issued.credential.cred_id})
+    _emit(data, as_json, f"credential {issued.credential.cred_id} created. Secret (shown once):\n{issued.secret}")
+
+
+@credential.command("list")
+@click.argument("realm_name")
+@click.argument("org_id")
+@click.option("--json", "as_json", is_flag=True)
+def credential_list(realm_name: str, org_id: str, as_json: bool) -> None:
+    services = _services()
+    creds = [c.public() for c in services.orgs.credentials(_org(services, realm_name, org_id).pk)]
+    _emit(creds, as_json, "\n".join(
+        f"{c['id']}\t{c['kind']}\tcreated {c['created']}\tlast used {c['lastUsed'] or '-'}\t"
+        f"expires {c['expires'] or '-'}\t{'REVOKED' if c['revoked'] else 'active'}" for c in creds)
+        or "no credentials")
+
+
+@credential.command("revoke")
+@click.argument("realm_name")
+@click.argument("org_id")
+@click.argument("credential_id")
+def credential_revoke(realm_name: str, org_id: str, credential_id: str) -> None:
+    """Revoke a credential immediately."""
+    from .store.resources import now
+
+    services = _services()
+    o = _org(services, realm_name, org_id)
+    cred = services.orgs.credential(o.pk, credential_id)
+    if cred is None:
+        raise click.ClickException(f"no credential {credential_id} for org {org_id}: see `orgscim org credential "
+                                   f"list {realm_name} {org_id}`")
+    services.orgs.update_credential(cred.pk, revoked=now())
+    services.orgs.event(o.pk, "credential.revoked", {"credential": credential_id})
+    click.echo(f"credential {credential_id} revoked")
+
+
+# -- serve ----------------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn")
+def serve(host: str, port: int, workers: int, dev: bool) -> None:
+    """Serve the web app (gunicorn; --dev for Flask's server)."""
+    from .app import create_app
+
+    try:
+        app = create_app()
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
+    if dev:
+        app.run(host=host, port=port)
+        return
+    from gunicorn.app.base import BaseApplication
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", 60)
+
+        def load(self) -> Any:
+            return app
+
+    _Gunicorn().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

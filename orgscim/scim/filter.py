@@ -1,0 +1,348 @@
+"""SCIM filter expressions: parser and schema resolution (RFC 7644 §3.4.2.2).
+
+The parser builds a small AST; :func:`resolve` checks every attribute path against a resource type and
+attaches the attribute definitions, so storage can compile the tree without knowing SCIM schemas.
+Lenient on input (conformance/QUIRKS.md #1, #12): operators, keywords and attribute names in any case,
+unquoted values, and Entra's ``emails[type eq "work"].value eq "…"`` form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import invalid_filter
+from .schemas import COMMON, META_SUBS, Attr, ResourceType
+
+COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
+MAX_FILTER_LENGTH = 4096
+MAX_DEPTH = 50
+
+
+@dataclass(frozen=True)
+class AttrRef:
+    """``[urn:]attr[.sub]`` as written; ``attr``/``sub`` are resolved by :func:`resolve`."""
+
+    urn: str | None
+    name: str
+    sub_name: str | None = None
+    # filled by resolve():
+    attr: Attr | None = None
+    sub: Attr | None = None
+    schema: str | None = None
+
+    @property
+    def common(self) -> bool:
+        """True for ``id``, ``externalId`` and ``meta.*``, which live outside the schemas."""
+        return self.attr is None
+
+
+@dataclass(frozen=True)
+class Compare:
+    path: AttrRef
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Present:
+    path: AttrRef
+
+
+@dataclass(frozen=True)
+class And:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Or:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Not:
+    expr: Node
+
+
+@dataclass(frozen=True)
+class ValuePath:
+    """``attr[filter]``: some element of multi-valued ``attr`` matches ``filter`` (paths in it are subs)."""
+
+    path: AttrRef
+    expr: Node
+
+
+Node = Compare | Present | And | Or | Not | ValuePath
+
+_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<punct>[()\[\]])|(?P<word>[^\s()\[\]"]+))')
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    if len(text) > MAX_FILTER_LENGTH:
+        raise invalid_filter(f"filter longer than {MAX_FILTER_LENGTH} characters")
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise invalid_filter(f"unexpected character at position {pos} in filter")
+        kind = m.lastgroup or "word"
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def parse_attr_path(text: str) -> AttrRef:
+    """Split ``[urn:]attr[.sub]`` (RFC 7644 §3.10). The URN is everything up to the last colon."""
+    urn = None
+    rest = text
+    if text.lower().startswith("urn:"):
+        urn, _, rest = text.rpartition(":")
+        if not rest:
+            raise invalid_filter(f"attribute path {text!r} ends with ':'")
+    name, _, sub = rest.partition(".")
+    if not name or not re.fullmatch(r"\$?[A-Za-z][\w$-]*", name) or (sub and not re.fullmatch(
+            r"\$?[A-Za-z][\w$-]*", sub)):
+        raise invalid_filter(f"{text!r} is not an attribute path")
+    return AttrRef(urn, name, sub or None)
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.t = tokens
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise invalid_filter("filter ends too early")
+        self.i += 1
+        return tok
+
+    def keyword(self, *words: str) -> str | None:
+        tok = self.peek()
+        if tok and tok[0] == "word" and tok[1].lower() in words:
+            self.i += 1
+            return tok[1].lower()
+        return None
+
+    def expect(self, punct: str) -> None:
+        tok = self.take()
+        if tok != ("punct", punct):
+            raise invalid_filter(f"expected {punct!r}, found {tok[1]!r}")
+
+    def parse(self) -> Node:
+        node = self.or_expr(inside_brackets=False)
+        if self.peek() is not None:
+            raise invalid_filter(f"unexpected {self.peek()[1]!r} in filter")
+        return node
+
+    def or_expr(self, inside_brackets: bool) -> Node:
+        node = self.and_expr(inside_brackets)
+        while self.keyword("or"):
+            node = Or(node, self.and_expr(inside_brackets))
+        return node
+
+    def and_expr(self, inside_brackets: bool) -> Node:
+        node = self.unary(inside_brackets)
+        while self.keyword("and"):
+            node = And(node, self.unary(inside_brackets))
+        return node
+
+    def unary(self, inside_brackets: bool) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise invalid_filter("filter nested too deeply")
+        try:
+            if self.keyword("not"):
+                self.expect("(")
+                node = Not(self.or_expr(inside_brackets))
+                self.expect(")")
+                return node
+            tok = self.peek()
+            if tok == ("punct", "("):
+                self.take()
+                node = self.or_expr(inside_brackets)
+                self.expect(")")
+                return node
+            return self.attr_expr(inside_brackets)
+        finally:
+            self.depth -= 1
+
+    def attr_expr(self, inside_brackets: bool) -> Node:
+        kind, word = self.take()
+        if kind != "word":
+            raise invalid_filter(f"expected an attribute path, found {word!r}")
+        path = parse_attr_path(word)
+        if self.peek() == ("punct", "["):
+            if inside_brackets or path.sub_name:
+                raise invalid_filter("value filters cannot be nested")
+            self.take()
+            inner = self.or_expr(inside_brackets=True)
+            self.expect("]")
+            tok = self.peek()
+            if tok and tok[0] == "word" and tok[1].startswith("."):
+                # Entra: emails[type eq "work"].value eq "x" == emails[type eq "work" and value eq "x"]
+                self.take()
+                sub = AttrRef(None, tok[1][1:])
+                parse_attr_path(sub.name)
+                inner = And(inner, self.comparison(sub))
+            return ValuePath(path, inner)
+        return self.comparison(path)
+
+    def comparison(self, path: AttrRef) -> Node:
+        tok = self.take()
+        op = tok[1].lower()
+        if tok[0] != "word" or (op not in COMPARE_OPS and op != "pr"):
+            raise invalid_filter(f"unknown operator {tok[1]!r}")
+        if op == "pr":
+            return Present(path)
+        return Compare(path, op, self.value())
+
+    def value(self) -> Any:
+        kind, text = self.take()
+        if kind == "str":
+            try:
+                return json.loads(text)
+            except ValueError as e:
+                raise invalid_filter(f"bad string literal {text}") from e
+        if kind != "word":
+            raise invalid_filter(f"expected a value, found {text!r}")
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low == "null":
+            return None
+        if re.fullmatch(r"-?\d+", text):
+            return int(text)
+        if re.fullmatch(r"-?\d+\.\d+([eE][-+]?\d+)?", text):
+            return float(text)
+        return text  # unquoted value (QUIRKS #12)
+
+
+def parse(text: str) -> Node:
+    """Parse a filter string into an AST; raises ``400 invalidFilter`` on anything malformed."""
+    if not isinstance(text, str) or not text.strip():
+        raise invalid_filter("empty filter")
+    return _Parser(_tokenize(text)).parse()
+
+
+def _resolve_ref(ref: AttrRef, rtype: ResourceType, parent: Attr | None) -> AttrRef:
+    if parent is not None:  # inside a value filter: names are sub-attributes of parent
+        sub = parent.sub(ref.name)
+        if ref.urn or ref.sub_name or sub is None:
+            raise invalid_filter(f"{parent.name} has no sub-attribute {ref.name!r}")
+        return AttrRef(None, sub.name, None, parent, sub, ref.schema)
+    name_l = ref.name.lower()
+    if ref.urn is None and name_l in {c.lower() for c in COMMON}:
+        canon = next(c for c in COMMON if c.lower() == name_l)
+        if canon == "meta":
+            subs = {s.lower(): s for s in META_SUBS}
+            if not ref.sub_name or ref.sub_name.lower() not in subs:
+                raise invalid_filter("meta filters need one of " + ", ".join(META_SUBS))
+            return AttrRef(None, "meta", subs[ref.sub_name.lower()])
+        if ref.sub_name or canon == "schemas":
+            raise invalid_filter(f"cannot filter on {ref.name}.{ref.sub_name}")
+        return AttrRef(None, canon)
+    schemas = [rtype.schema_for(ref.urn)] if ref.urn else list(rtype.all_schemas)
+    for schema in schemas:
+        attr = schema.attr(ref.name) if schema else None
+        if attr is None:
+            continue
+        sub = None
+        if ref.sub_name:
+            sub = attr.sub(ref.sub_name)
+            if sub is None:
+                raise invalid_filter(f"{attr.name} has no sub-attribute {ref.sub_name!r}")
+        elif attr.complex and attr.sub("value"):
+            sub = attr.sub("value")  # RFC 7644 §3.4.2.2: "emails eq x" compares emails.value
+        elif attr.complex:
+            raise invalid_filter(f"{attr.name} is complex; name a sub-attribute")
+        return AttrRef(schema.id, attr.name, sub.name if sub else None, attr, sub, schema.id)
+    raise invalid_filter(f"unknown attribute {ref.name!r} for {rtype.name}")
+
+
+def resolve(node: Node, rtype: ResourceType, parent: Attr | None = None) -> Node:
+    """Bind every attribute path of ``node`` to its definition in ``rtype``; 400 for unknown ones."""
+    if isinstance(node, (And, Or)):
+        return type(node)(resolve(node.left, rtype, parent), resolve(node.right, rtype, parent))
+    if isinstance(node, Not):
+        return Not(resolve(node.expr, rtype, parent))
+    if isinstance(node, ValuePath):
+        ref = _resolve_ref(AttrRef(node.path.urn, node.path.name), rtype, None)
+        if ref.attr is None or not ref.attr.multi or not ref.attr.complex:
+            raise invalid_filter(f"{node.path.name}[…] needs a multi-valued complex attribute")
+        ref = AttrRef(ref.urn, ref.name, None, ref.attr, None, ref.schema)
+        return ValuePath(ref, resolve(node.expr, rtype, ref.attr))
+    ref = _resolve_ref(node.path, rtype, parent)
+    if isinstance(node, Present):
+        return Present(ref)
+    defn = ref.sub or ref.attr
+    op, value = node.op, node.value
+    if defn is not None:
+        if defn.type == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"  # QUIRKS #2
+        if defn.type == "complex":
+            raise invalid_filter(f"cannot compare complex attribute {defn.name}")
+        if op in ("gt", "ge", "lt", "le") and defn.type in ("boolean", "binary"):
+            raise invalid_filter(f"{op} is not defined for {defn.type} attribute {defn.name}")
+        if op in ("co", "sw", "ew") and not isinstance(value, str):
+            raise invalid_filter(f"{op} needs a string value")
+    return Compare(ref, op, value)
+
+
+def evaluate(node: Node, element: dict[str, Any]) -> bool:
+    """Evaluate a resolved value filter (``emails[type eq "work"]``) against one element in memory."""
+    if isinstance(node, And):
+        return evaluate(node.left, element) and evaluate(node.right, element)
+    if isinstance(node, Or):
+        return evaluate(node.left, element) or evaluate(node.right, element)
+    if isinstance(node, Not):
+        return not evaluate(node.expr, element)
+    if isinstance(node, ValuePath):
+        raise invalid_filter("value filters cannot be nested")
+    defn = node.path.sub
+    name = defn.name if defn else node.path.name
+    got = next((v for k, v in element.items() if k.lower() == name.lower()), None)
+    if isinstance(node, Present):
+        return got not in (None, "", [])
+    want = node.value
+    if got is None or want is None:
+        return (got is None) == (want is None) if node.op == "eq" else (got is None) != (want is None)
+    if isinstance(got, str) and isinstance(want, str) and not (defn and defn.case_exact):
+        got, want = got.lower(), want.lower()
+    if isinstance(got, bool) or isinstance(want, bool):
+        if node.op in ("eq", "ne"):
+            same = isinstance(got, bool) and isinstance(want, bool) and got == want
+            return same if node.op == "eq" else not same
+        return False
+    if not isinstance(got, type(want)) and not (isinstance(got, (int, float)) and isinstance(want, (int, float))):
+        got, want = str(got), str(want)
+    try:
+        return {
+            "eq": lambda: got == want, "ne": lambda: got != want,
+            "co": lambda: str(want) in str(got), "sw": lambda: str(got).startswith(str(want)),
+            "ew": lambda: str(got).endswith(str(want)),
+            "gt": lambda: got > want, "ge": lambda: got >= want,
+            "lt": lambda: got < want, "le": lambda: got <= want,
+        }[node.op]()
+    except TypeError:
+        return False
+
+
+def equalities(node: Node) -> dict[str, Any]:
+    """``sub eq value`` conjuncts of a value filter: what a new element needs to match it (QUIRKS #3)."""
+    if isinstance(node, Compare) and node.op == "eq" and node.path.sub is not None:
+        return {node.path.sub.name: node.value}
+    if isinstance(node, And):
+        return {**equalities(node.left), **equalities(node.right)}
+    return {}

@@ -1,0 +1,331 @@
+"""PATCH (RFC 7644 §3.5.2) over a resource's attribute dict, and the same assignment rules for POST/PUT.
+
+Every path form: none, ``attr``, ``attr.sub``, ``attr[filter]``, ``attr[filter].sub``, an extension URN
+prefix (``urn:…:User:manager``) and a whole extension (``urn:…:enterprise:2.0:User``). Client habits from
+conformance/QUIRKS.md are honoured: any case (#1), Entra's creating ``replace`` on a filter that matches
+nothing (#3), member removal by value list (#4) and by filter (#5), path-less values with dotted and URN
+keys (#6), manager shapes (#7). Group ``members`` are not kept in the dict: operations on them are folded
+into a :class:`MembersDelta` the service applies through storage (groups can be large).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import filter as flt
+from .errors import invalid_path, invalid_syntax, invalid_value, mutability, no_target
+from .schemas import GROUP_TYPE, Attr, ResourceType, Schema
+from .values import coerce, coerce_one, empty
+
+READ_ONLY_COMMON = ("id", "meta", "schemas")
+MAX_OPERATIONS = 1000
+
+
+@dataclass
+class Target:
+    """Where an operation lands: ``schema`` None for core attributes, else the extension's URN."""
+
+    schema: str | None
+    attr: Attr | None  # None: the whole extension named by ``schema``
+    sub: Attr | None = None
+    filt: flt.Node | None = None
+
+
+@dataclass
+class MembersDelta:
+    """Net effect of member operations: start from current (or empty) membership, add, remove."""
+
+    reset: bool = False
+    added: dict[str, dict[str, Any]] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return self.reset or bool(self.added) or bool(self.removed)
+
+    def replace(self, members: list[dict[str, Any]]) -> None:
+        self.reset, self.added, self.removed = True, {}, set()
+        self.add(members)
+
+    def add(self, members: list[dict[str, Any]]) -> None:
+        for m in members:
+            self.added[m["value"]] = m
+            self.removed.discard(m["value"])
+
+    def remove(self, ids: list[str]) -> None:
+        for i in ids:
+            self.added.pop(i, None)
+            if not self.reset:
+                self.removed.add(i)
+
+
+_BUILTIN_ATTR = Attr("externalId", case_exact=True)
+
+
+def _member_attr() -> Attr:
+    return GROUP_TYPE.schema.attr("members")  # type: ignore[return-value]
+
+
+class Patcher:
+    """Applies operations to a deep copy of ``data``; read the result from ``.data``."""
+
+    def __init__(self, rtype: ResourceType, data: dict[str, Any],
+                 current_members: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        self.rtype = rtype
+        self.data = copy.deepcopy(data)
+        self.members = MembersDelta()
+        self._current_members = current_members or (lambda: [])
+
+    # -- entry points ---------------------------------------------------------------------------
+    def patch(self, body: Any) -> None:
+        """Apply a PatchOp message body (RFC 7644 §3.5.2)."""
+        if not isinstance(body, dict):
+            raise invalid_syntax("PATCH body must be a JSON object with Operations")
+        ops = next((v for k, v in body.items() if k.lower() == "operations"), None)
+        if not isinstance(ops, list) or not ops:
+            raise invalid_syntax("PATCH body needs a non-empty Operations array")
+        if len(ops) > MAX_OPERATIONS:
+            raise invalid_syntax(f"at most {MAX_OPERATIONS} operations per PATCH")
+        for i, op in enumerate(ops):
+            if not isinstance(op, dict):
+                raise invalid_syntax(f"Operations[{i}] must be an object")
+            low = {k.lower(): v for k, v in op.items()}
+            kind = low.get("op")
+            if not isinstance(kind, str) or kind.lower() not in ("add", "replace", "remove"):
+                raise invalid_syntax(f"Operations[{i}].op must be add, replace or remove")
+            path = low.get("path")
+            if path is not None and not isinstance(path, str):
+                raise invalid_path(f"Operations[{i}].path must be a string")
+            if kind.lower() != "remove" and "value" not in low:
+                raise invalid_value(f"Operations[{i}] ({kind}) needs a value")
+            self.operation(kind.lower(), path.strip() if path else None, low.get("value"))
+
+    def assign_all(self, body: dict[str, Any]) -> None:
+        """POST/PUT: set every known writable attribute of ``body`` (unknown and read-only ignored)."""
+        self.operation("replace", None, body)
+
+    def operation(self, kind: str, path: str | None, value: Any) -> None:
+        if not path:
+            if kind == "remove":
+                raise no_target("remove needs a path")
+            if not isinstance(value, dict):
+                raise invalid_value(f"{kind} without a path needs an object value")
+            for key, v in value.items():
+                target = self.target(key, lenient=True) if isinstance(key, str) else None
+                if target is not None:
+                    self.apply(kind, target, v)
+            return
+        self.apply(kind, self.target(path, lenient=False), value)
+
+    # -- path resolution ------------------------------------------------------------------------
+    def target(self, path: str, lenient: bool) -> Target | None:
+        """Resolve a PATCH path (or a path-less value's key); ``lenient`` ignores what cannot be set."""
+        def fail(err: Exception) -> None:
+            if not lenient:
+                raise err
+
+        filt_text = None
+        tail = ""
+        head = path
+        if "[" in path:
+            head, _, rest = path.partition("[")
+            filt_text, close, tail = rest.rpartition("]")
+            if not close or (tail and not tail.startswith(".")):
+                return fail(invalid_path(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
+            tail = tail[1:]
+        schema: Schema | None = None
+        if head.lower().startswith("urn:"):
+            whole = next((s for s in self.rtype.all_schemas if s.id.lower() == head.lower()), None)
+            if whole is not None and filt_text is None:
+                return Target(whole.id if whole is not self.rtype.schema else None, None)
+            urn, _, head = head.rpartition(":")
+            schema = self.rtype.schema_for(urn)
+            if schema is None:
+                return fail(invalid_path(f"unknown schema in path {path!r}"))  # type: ignore[func-returns-value]
+        name, _, sub_name = head.partition(".")
+        if tail:
+            if sub_name:
+                return fail(invalid_path(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
+            sub_name = tail
+        if schema is None and name.lower() in READ_ONLY_COMMON:
+            return fail(mutability(f"{name} is read-only"))  # type: ignore[func-returns-value]
+        if schema is None and name.lower() == "externalid" and not sub_name and filt_text is None:
+            return Target(None, _BUILTIN_ATTR)
+        attr = None
+        for s in [schema] if schema else self.rtype.all_schemas:
+            attr = s.attr(name)
+            if attr is not None:
+                schema = s
+                break
+        if attr is None or schema is None:
+            return fail(invalid_path(f"unknown attribute {name!r} in path {path!r}"))  # type: ignore
+        if attr.mutability == "readOnly":
+            return fail(mutability(f"{attr.name} is read-only"))  # type: ignore[func-returns-value]
+        sub = None
+        if sub_name:
+            sub = attr.sub(sub_name)
+            if sub is None:
+                return fail(invalid_path(f"{attr.name} has no sub-attribute {sub_name!r}"))  # type: ignore
+            if sub.mutability == "readOnly":
+                return fail(mutability(f"{attr.name}.{sub.name} is read-only"))  # type: ignore
+        filt = None
+        if filt_text is not None:
+            if not attr.complex:
+                return fail(invalid_path(f"{attr.name} cannot take a value filter"))  # type: ignore
+            filt = flt.resolve(flt.parse(filt_text), self.rtype, parent=attr)
+        return Target(schema.id if schema is not self.rtype.schema else None, attr, sub, filt)
+
+    # -- operations -----------------------------------------------------------------------------
+    def container(self, t: Target, create: bool) -> dict[str, Any] | None:
+        if t.schema is None:
+            return self.data
+        if create:
+            return self.data.setdefault(t.schema, {})
+        return self.data.get(t.schema)
+
+    def apply(self, kind: str, t: Target, value: Any) -> None:
+        if t.attr is None:  # whole extension object
+            if kind == "remove":
+                self.data.pop(t.schema, None)
+                return
+            if not isinstance(value, dict):
+                raise invalid_value(f"{t.schema} needs an object value")
+            for key, v in value.items():
+                target = self.target(f"{t.schema}:{key}", lenient=True) if isinstance(key, str) else None
+                if target is not None:
+                    self.apply(kind, target, v)
+            return
+        if self.rtype is GROUP_TYPE and t.attr.name == "members":
+            self.apply_members(kind, t, value)
+            return
+        box = self.container(t, create=kind != "remove")
+        if box is None:
+            return
+        a = t.attr
+        where = a.name + (f".{t.sub.name}" if t.sub else "")
+        if a.multi:
+            self.apply_multi(kind, box, t, value, where)
+        elif a.complex and (t.sub or t.filt):
+            current = box.get(a.name)
+            if t.filt is not None and not (isinstance(current, dict) and flt.evaluate(t.filt, current)):
+                if kind == "remove":
+                    return
+                current = {**flt.equalities(t.filt)}
+            current = dict(current or {})
+            if t.sub is None:
+                if kind == "remove":
+                    box.pop(a.name, None)
+                    return
+                current.update(coerce(a, value, where) or {})
+            elif kind == "remove":
+                current.pop(t.sub.name, None)
+            else:
+                self._set(current, t.sub.name, coerce(t.sub, value, where))
+            self._set(box, a.name, current)
+        elif a.complex:
+            if kind == "remove":
+                box.pop(a.name, None)
+                return
+            new = coerce(a, value, where)
+            if kind == "replace" and value is not None and isinstance(value, dict):
+                # replace on a complex attribute replaces the sub-attributes given (RFC 7644 §3.5.2.3)
+                merged = dict(box.get(a.name) or {})
+                for key, v in value.items():
+                    sub = a.sub(key) if isinstance(key, str) else None
+                    if sub is not None and sub.mutability != "readOnly":
+                        self._set(merged, sub.name, coerce_one(sub, v, f"{where}.{sub.name}"))
+                new = merged
+            elif new is not None:
+                new = {**(box.get(a.name) or {}), **new}
+            self._set(box, a.name, new)
+        else:
+            self._set(box, a.name, None if kind == "remove" else coerce(a, value, where))
+        if t.schema is not None and not self.data.get(t.schema):
+            self.data.pop(t.schema, None)
+
+    def apply_multi(self, kind: str, box: dict[str, Any], t: Target, value: Any, where: str) -> None:
+        a = t.attr
+        assert a is not None
+        items: list[dict[str, Any]] = [dict(x) for x in box.get(a.name) or []]
+        if t.filt is None and t.sub is None:
+            if kind == "remove":
+                if empty(value):
+                    items = []
+                else:  # remove only the listed values (QUIRKS #4)
+                    gone = {str(v.get("value") if isinstance(v, dict) else v).lower()
+                            for v in (value if isinstance(value, list) else [value])}
+                    items = [x for x in items if str(x.get("value")).lower() not in gone]
+            else:
+                new = coerce(a, value, where) or []
+                items = new if kind == "replace" else items + [x for x in new if x not in items]
+        else:
+            hits = [x for x in items if t.filt is None or flt.evaluate(t.filt, x)]
+            if not hits and kind == "remove":
+                return  # no match is a no-op (QUIRKS #5)
+            if not hits:  # add, and Entra's replace, create the element (QUIRKS #3)
+                fresh = {k: v for k, v in flt.equalities(t.filt).items()} if t.filt else {}
+                items.append(fresh)
+                hits = [fresh]
+            for x in hits:
+                if t.sub is not None:
+                    if kind == "remove":
+                        x.pop(t.sub.name, None)
+                    else:
+                        self._set(x, t.sub.name, coerce_one(t.sub, value, where))
+                elif kind == "remove":
+                    x.clear()
+                else:
+                    new = coerce_one(a, value, where) or {}
+                    if kind == "replace":
+                        keep = {k: v for k, v in x.items() if k in flt.equalities(t.filt) and k not in new} \
+                            if t.filt else {}
+                        x.clear()
+                        x.update({**keep, **new})
+                    else:
+                        x.update(new)
+            items = [x for x in items if x]
+        self._set(box, a.name, items or None)
+
+    def apply_members(self, kind: str, t: Target, value: Any) -> None:
+        if t.sub is not None:
+            raise mutability("member sub-attributes are immutable; add or remove the member instead")
+        if t.filt is not None:
+            if kind != "remove":
+                raise invalid_path("members[filter] is only valid with remove")
+            ids = _value_eq_ids(t.filt)
+            if ids is None:
+                pool = self._current_members() + list(self.members.added.values())
+                ids = [m["value"] for m in pool if flt.evaluate(t.filt, m)]
+            self.members.remove(ids)
+            return
+        members = coerce(_member_attr(), value, "members") or []
+        for m in members:
+            if not isinstance(m.get("value"), str):
+                raise invalid_value("each member needs a string value (the member's id)")
+        if kind == "replace":
+            self.members.replace(members)
+        elif kind == "add":
+            self.members.add(members)
+        elif members:
+            self.members.remove([m["value"] for m in members])  # by value list (QUIRKS #4)
+        else:
+            self.members.replace([])
+
+    @staticmethod
+    def _set(box: dict[str, Any], key: str, value: Any) -> None:
+        if value is None:
+            box.pop(key, None)
+        else:
+            box[key] = value
+
+
+def _value_eq_ids(node: flt.Node) -> list[str] | None:
+    """``value eq "a" or value eq "b"`` → ["a", "b"]; None for any other filter shape."""
+    if isinstance(node, flt.Compare) and node.op == "eq" and node.path.name == "value":
+        return [str(node.value)]
+    if isinstance(node, flt.Or):
+        left, right = _value_eq_ids(node.left), _value_eq_ids(node.right)
+        return None if left is None or right is None else left + right
+    return None

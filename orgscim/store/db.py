@@ -1,0 +1,104 @@
+"""SQLite connection handling and versioned migrations (sqlite-utils ``Database`` wrapper).
+
+Every connection runs in WAL mode with a busy timeout and foreign keys on. Writes go through
+:meth:`Database.transaction`, which takes the write lock up front (``BEGIN IMMEDIATE``) so two writers
+never deadlock on a lock upgrade. Migrations run in one transaction each and bump ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .migrations import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class Database:
+    """A thin wrapper over one ``sqlite3`` connection per thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+        return conn
+
+    @property
+    def utils(self) -> sqlite_utils.Database:
+        """The sqlite-utils view of the same connection (introspection, CLI helpers)."""
+        return sqlite_utils.Database(self.conn)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception. Not re-entrant."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def upgrade(self, progress: Callable[[int], None] | None = None) -> list[int]:
+        """Apply pending migrations, each in its own transaction. Returns the versions applied."""
+        applied = []
+        for version, steps in enumerate(MIGRATIONS, start=1):
+            if version <= self.schema_version():
+                continue
+            with self.transaction() as conn:
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+                    continue  # another process migrated meanwhile
+                for sql in steps:
+                    conn.execute(sql)
+                conn.execute(f"PRAGMA user_version = {version}")
+            applied.append(version)
+            if progress:
+                progress(version)
+        return applied
+
+    @property
+    def latest_version(self) -> int:
+        return len(MIGRATIONS)
+
+    def backup(self, target: str | Path) -> None:
+        """Online backup (SQLite backup API): consistent while the service keeps writing."""
+        dst = sqlite3.connect(str(target))
+        try:
+            self.conn.backup(dst)
+        finally:
+            dst.close()

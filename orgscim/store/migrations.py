@@ -1,0 +1,95 @@
+"""Schema migrations: a list of SQL step lists; migration N sets ``PRAGMA user_version = N``.
+
+Never edit a released migration; append a new one.
+"""
+
+MIGRATIONS: list[list[str]] = [
+    # 1: realms, orgs, credentials, SCIM resources, indexes for the lookups IdPs make, the outbox.
+    [
+        """CREATE TABLE realms (
+            name TEXT PRIMARY KEY,
+            scim_enabled INTEGER NOT NULL DEFAULT 0,
+            updated TEXT NOT NULL
+        )""",
+        """CREATE TABLE orgs (
+            pk INTEGER PRIMARY KEY,
+            realm TEXT NOT NULL,
+            org_id TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            auth_mode TEXT NOT NULL,
+            auth_config TEXT NOT NULL DEFAULT '{}',
+            federation TEXT NOT NULL DEFAULT 'none',
+            settings TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            UNIQUE (realm, org_id)
+        )""",
+        """CREATE TABLE credentials (
+            pk INTEGER PRIMARY KEY,
+            org_pk INTEGER NOT NULL REFERENCES orgs(pk) ON DELETE CASCADE,
+            cred_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            username TEXT,
+            hash TEXT NOT NULL,
+            created TEXT NOT NULL,
+            last_used TEXT,
+            expires TEXT,
+            revoked TEXT
+        )""",
+        "CREATE INDEX ix_credentials_org ON credentials(org_pk)",
+        """CREATE TABLE resources (
+            pk INTEGER PRIMARY KEY,
+            org_pk INTEGER NOT NULL REFERENCES orgs(pk) ON DELETE CASCADE,
+            type TEXT NOT NULL,
+            id TEXT NOT NULL UNIQUE,
+            external_id TEXT,
+            name_lc TEXT NOT NULL,
+            data TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            created TEXT NOT NULL,
+            modified TEXT NOT NULL
+        )""",
+        # userName (users) and displayName (groups) are unique per org, case-insensitively.
+        "CREATE UNIQUE INDEX ux_resources_name ON resources(org_pk, type, name_lc)",
+        "CREATE INDEX ix_resources_external ON resources(org_pk, type, external_id)",
+        "CREATE INDEX ix_resources_org_id ON resources(org_pk, type, id)",
+        """CREATE TABLE emails (
+            res_pk INTEGER NOT NULL REFERENCES resources(pk) ON DELETE CASCADE,
+            org_pk INTEGER NOT NULL,
+            value_lc TEXT NOT NULL,
+            type_lc TEXT
+        )""",
+        "CREATE INDEX ix_emails_value ON emails(org_pk, value_lc)",
+        "CREATE INDEX ix_emails_res ON emails(res_pk)",
+        """CREATE TABLE members (
+            group_pk INTEGER NOT NULL REFERENCES resources(pk) ON DELETE CASCADE,
+            member_pk INTEGER NOT NULL REFERENCES resources(pk) ON DELETE CASCADE,
+            display TEXT,
+            PRIMARY KEY (group_pk, member_pk)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX ix_members_member ON members(member_pk)",
+        """CREATE TABLE outbox (
+            pk INTEGER PRIMARY KEY,
+            org_pk INTEGER NOT NULL REFERENCES orgs(pk) ON DELETE CASCADE,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt TEXT NOT NULL,
+            last_error TEXT,
+            done TEXT
+        )""",
+        "CREATE INDEX ix_outbox_pending ON outbox(done, next_attempt)",
+        "CREATE INDEX ix_outbox_resource ON outbox(resource_id, pk)",
+        """CREATE TABLE events (
+            pk INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            org_pk INTEGER,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX ix_events_org_at ON events(org_pk, at)",
+    ],
+]

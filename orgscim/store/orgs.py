@@ -1,0 +1,165 @@
+"""Realms, organizations, credentials and audit events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+from .resources import now
+
+
+@dataclass
+class Org:
+    pk: int
+    realm: str
+    org_id: str
+    enabled: bool
+    auth_mode: str
+    auth_config: dict[str, Any]
+    federation: str
+    settings: dict[str, Any]
+    realm_enabled: bool
+    created: str
+    updated: str
+
+    @property
+    def serving(self) -> bool:
+        """SCIM answers only when the realm flag is on and the org is enabled (DESIGN §2)."""
+        return self.realm_enabled and self.enabled
+
+    @classmethod
+    def from_sql(cls, r: sqlite3.Row) -> Org:
+        return cls(r["pk"], r["realm"], r["org_id"], bool(r["enabled"]), r["auth_mode"],
+                   json.loads(r["auth_config"]), r["federation"], json.loads(r["settings"]),
+                   bool(r["realm_enabled"]), r["created"], r["updated"])
+
+    def public(self) -> dict[str, Any]:
+        """What listings show: never credentials."""
+        return {"realm": self.realm, "orgId": self.org_id, "enabled": self.enabled, "authMode": self.auth_mode,
+                "authConfig": self.auth_config, "federation": self.federation, "settings": self.settings,
+                "realmScimEnabled": self.realm_enabled, "serving": self.serving, "created": self.created,
+                "updated": self.updated}
+
+
+@dataclass
+class Credential:
+    pk: int
+    org_pk: int
+    cred_id: str
+    kind: str
+    username: str | None
+    hash: str
+    created: str
+    last_used: str | None
+    expires: str | None
+    revoked: str | None
+
+    def active(self, at: str) -> bool:
+        return self.revoked is None and (self.expires is None or self.expires > at)
+
+    def public(self) -> dict[str, Any]:
+        """Listing form: never the secret, never the hash."""
+        return {"id": self.cred_id, "kind": self.kind, "username": self.username, "created": self.created,
+                "lastUsed": self.last_used, "expires": self.expires, "revoked": self.revoked}
+
+
+_ORG_SQL = ("SELECT o.*, COALESCE(r.scim_enabled, 0) AS realm_enabled FROM orgs o "
+            "LEFT JOIN realms r ON r.name = o.realm")
+
+
+class OrgStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # realms
+    def set_realm(self, realm: str, enabled: bool) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO realms (name, scim_enabled, updated) VALUES (?, ?, ?) ON CONFLICT (name) "
+                         "DO UPDATE SET scim_enabled = excluded.scim_enabled, updated = excluded.updated",
+                         (realm, int(enabled), now()))
+
+    def realm_enabled(self, realm: str) -> bool:
+        row = self.db.one("SELECT scim_enabled FROM realms WHERE name = ?", (realm,))
+        return bool(row and row[0])
+
+    def realms(self) -> list[dict[str, Any]]:
+        return [{"realm": r["name"], "scimEnabled": bool(r["scim_enabled"]), "updated": r["updated"]}
+                for r in self.db.all("SELECT * FROM realms ORDER BY name")]
+
+    # orgs
+    def org(self, realm: str, org_id: str) -> Org | None:
+        row = self.db.one(f"{_ORG_SQL} WHERE o.realm = ? AND o.org_id = ?", (realm, org_id))
+        return Org.from_sql(row) if row else None
+
+    def org_by_pk(self, pk: int) -> Org | None:
+        row = self.db.one(f"{_ORG_SQL} WHERE o.pk = ?", (pk,))
+        return Org.from_sql(row) if row else None
+
+    def orgs(self, realm: str | None = None) -> list[Org]:
+        if realm:
+            rows = self.db.all(f"{_ORG_SQL} WHERE o.realm = ? ORDER BY o.realm, o.org_id", (realm,))
+        else:
+            rows = self.db.all(f"{_ORG_SQL} ORDER BY o.realm, o.org_id")
+        return [Org.from_sql(r) for r in rows]
+
+    def upsert_org(self, realm: str, org_id: str, auth_mode: str, auth_config: dict[str, Any],
+                   enabled: bool = True, federation: str = "none",
+                   settings: dict[str, Any] | None = None) -> Org:
+        ts = now()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO orgs (realm, org_id, enabled, auth_mode, auth_config, federation, settings, created, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (realm, org_id) DO UPDATE SET "
+                "enabled = excluded.enabled, auth_mode = excluded.auth_mode, auth_config = excluded.auth_config, "
+                "federation = excluded.federation, settings = excluded.settings, updated = excluded.updated",
+                (realm, org_id, int(enabled), auth_mode, json.dumps(auth_config), federation,
+                 json.dumps(settings or {}), ts, ts))
+        org = self.org(realm, org_id)
+        assert org is not None
+        return org
+
+    def org_counts(self, org_pk: int) -> dict[str, int]:
+        rows = self.db.all("SELECT type, count(*) FROM resources WHERE org_pk = ? GROUP BY type", (org_pk,))
+        return {r[0]: r[1] for r in rows}
+
+    # credentials
+    def add_credential(self, org_pk: int, cred_id: str, kind: str, hash_: str, username: str | None = None,
+                       expires: str | None = None) -> Credential:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO credentials (org_pk, cred_id, kind, username, hash, created, expires) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (org_pk, cred_id, kind, username, hash_, now(), expires))
+        cred = self.credential(org_pk, cred_id)
+        assert cred is not None
+        return cred
+
+    def credential(self, org_pk: int, cred_id: str) -> Credential | None:
+        row = self.db.one("SELECT * FROM credentials WHERE org_pk = ? AND cred_id = ?", (org_pk, cred_id))
+        return Credential(**dict(row)) if row else None
+
+    def credential_by_pk(self, pk: int) -> Credential | None:
+        row = self.db.one("SELECT * FROM credentials WHERE pk = ?", (pk,))
+        return Credential(**dict(row)) if row else None
+
+    def credentials(self, org_pk: int, active_only: bool = False) -> list[Credential]:
+        creds = [Credential(**dict(r)) for r in
+                 self.db.all("SELECT * FROM credentials WHERE org_pk = ? ORDER BY pk", (org_pk,))]
+        ts = now()
+        return [c for c in creds if c.active(ts)] if active_only else creds
+
+    def update_credential(self, pk: int, **fields: Any) -> None:
+        allowed = {"hash", "last_used", "expires", "revoked"}
+        sets = [k for k in fields if k in allowed]
+        if not sets:
+            return
+        with self.db.transaction() as conn:
+            conn.execute(f"UPDATE credentials SET {', '.join(f'{k} = ?' for k in sets)} WHERE pk = ?",
+                         [*(fields[k] for k in sets), pk])
+
+    # audit
+    def event(self, org_pk: int | None, kind: str, detail: dict[str, Any] | None = None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO events (at, org_pk, kind, detail) VALUES (?, ?, ?, ?)",
+                         (now(), org_pk, kind, json.dumps(detail or {})))

@@ -1,0 +1,236 @@
+"""SCIM resources of one organization: rows, indexes, group membership and the outbox.
+
+A :class:`ResourceStore` is bound to one org (``org_pk``) and every statement it runs is scoped to that
+org, so nothing of another org can be read, counted, referenced or changed through it. A write and the
+outbox rows describing it commit in one transaction (DESIGN §4, "an acknowledged write is never lost").
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orgscim.scim.filter import AttrRef, Node
+
+from .db import Database
+from .sqlfilter import TIME_FORMAT, Compiler
+
+
+class Conflict(Exception):
+    """A uniqueness constraint of the org would be violated."""
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+@dataclass
+class Row:
+    """One stored resource; ``data`` holds its attributes except id, meta and members."""
+
+    pk: int
+    type: str
+    id: str
+    external_id: str | None
+    data: dict[str, Any]
+    version: int
+    created: str
+    modified: str
+
+    @classmethod
+    def from_sql(cls, r: sqlite3.Row) -> Row:
+        return cls(r["pk"], r["type"], r["id"], r["external_id"], json.loads(r["data"]), r["version"],
+                   r["created"], r["modified"])
+
+
+@dataclass
+class Member:
+    """A member of a group as stored: the member's pk/id/type and the display the client sent."""
+
+    pk: int
+    id: str
+    type: str
+    display: str | None = None
+
+
+@dataclass
+class MemberChange:
+    """Changes to a group's member list; ``replace`` (if not None) is applied first."""
+
+    replace: list[Member] | None = None
+    add: list[Member] = field(default_factory=list)
+    remove: set[int] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return self.replace is not None or bool(self.add) or bool(self.remove)
+
+
+@dataclass
+class OutboxEntry:
+    resource_type: str
+    resource_id: str
+    action: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+_COLUMNS = "r.pk, r.type, r.id, r.external_id, r.data, r.version, r.created, r.modified"
+
+
+class ResourceStore:
+    """Resources of one org; the only code that reads or writes the ``resources`` table."""
+
+    def __init__(self, db: Database, org_pk: int) -> None:
+        self.db = db
+        self.org_pk = org_pk
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, rtype: str, rid: str) -> Row | None:
+        r = self.db.one(f"SELECT {_COLUMNS} FROM resources r WHERE r.org_pk = ? AND r.type = ? AND r.id = ?",
+                        (self.org_pk, rtype, rid))
+        return Row.from_sql(r) if r else None
+
+    def search(self, rtype: str, where: Node | None, sort: AttrRef | None, descending: bool,
+               start: int, count: int) -> tuple[int, list[Row]]:
+        """Total matches and one page (``start`` is 0-based here), in a stable order."""
+        comp = Compiler(rtype)
+        cond = comp.compile(where) if where is not None else "1"
+        params = [self.org_pk, rtype, *comp.params]
+        base = f"FROM resources r WHERE r.org_pk = ? AND r.type = ? AND {cond}"
+        total = self.db.one(f"SELECT count(*) {base}", params)[0]
+        if count <= 0 or start >= total:
+            return total, []
+        order = "r.pk"
+        if sort is not None:
+            expr = comp.sort_expr(sort)
+            order = f"({expr}) IS NULL, {expr} {'DESC' if descending else 'ASC'}, r.pk"
+            params = [self.org_pk, rtype, *comp.params]
+        rows = self.db.all(f"SELECT {_COLUMNS} {base} ORDER BY {order} LIMIT ? OFFSET ?",
+                           [*params, count, start])
+        return total, [Row.from_sql(r) for r in rows]
+
+    def members(self, group_pks: Sequence[int]) -> dict[int, list[Member]]:
+        out: dict[int, list[Member]] = {pk: [] for pk in group_pks}
+        for chunk in _chunks(group_pks):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.all(
+                    f"SELECT m.group_pk, e.pk, e.id, e.type, m.display FROM members m JOIN resources e "
+                    f"ON e.pk = m.member_pk WHERE m.group_pk IN ({marks}) ORDER BY m.group_pk, e.pk", chunk):
+                out[r[0]].append(Member(r[1], r[2], r[3], r[4]))
+        return out
+
+    def groups_of(self, member_pks: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+        """For each member pk: (group id, group displayName) of the groups it is directly in."""
+        out: dict[int, list[tuple[str, str]]] = {pk: [] for pk in member_pks}
+        for chunk in _chunks(member_pks):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.all(
+                    f"SELECT m.member_pk, g.id, g.data FROM members m JOIN resources g ON g.pk = m.group_pk "
+                    f"WHERE m.member_pk IN ({marks}) ORDER BY g.pk", chunk):
+                out[r[0]].append((r[1], json.loads(r[2]).get("displayName", "")))
+        return out
+
+    def resolve(self, ids: Iterable[str]) -> dict[str, Member]:
+        """Resources of this org with the given ids (unknown ids, and other orgs' ids, are absent)."""
+        ids = list(dict.fromkeys(i for i in ids if isinstance(i, str)))
+        out: dict[str, Member] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.all(f"SELECT pk, id, type FROM resources WHERE org_pk = ? AND id IN ({marks})",
+                                 [self.org_pk, *chunk]):
+                out[r["id"]] = Member(r["pk"], r["id"], r["type"])
+        return out
+
+    # -- writes ---------------------------------------------------------------------------------
+    def create(self, rtype: str, data: dict[str, Any], name: str, external_id: str | None,
+               members: list[Member] | None = None, outbox: Sequence[OutboxEntry] = ()) -> Row:
+        rid = str(uuid.uuid4())
+        ts = now()
+        try:
+            with self.db.transaction() as conn:
+                cur = conn.execute(
+                    "INSERT INTO resources (org_pk, type, id, external_id, name_lc, data, version, created, "
+                    "modified) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                    (self.org_pk, rtype, rid, external_id, name.lower(), _dump(data), ts, ts))
+                pk = cur.lastrowid
+                self._index_emails(conn, pk, data)
+                if members:
+                    self._apply_members(conn, pk, MemberChange(replace=members))
+                self._outbox(conn, outbox, rid)
+        except sqlite3.IntegrityError as e:
+            raise Conflict(str(e)) from e
+        return Row(pk, rtype, rid, external_id, data, 1, ts, ts)
+
+    def update(self, row: Row, data: dict[str, Any], name: str, external_id: str | None,
+               members: MemberChange | None = None, outbox: Sequence[OutboxEntry] = ()) -> Row | None:
+        """Write a new state for ``row`` if nobody changed it since it was read; ``None`` otherwise."""
+        ts = now()
+        try:
+            with self.db.transaction() as conn:
+                cur = conn.execute(
+                    "UPDATE resources SET data = ?, name_lc = ?, external_id = ?, version = version + 1, "
+                    "modified = ? WHERE pk = ? AND org_pk = ? AND version = ?",
+                    (_dump(data), name.lower(), external_id, ts, row.pk, self.org_pk, row.version))
+                if cur.rowcount != 1:
+                    return None
+                if row.type == "User":
+                    conn.execute("DELETE FROM emails WHERE res_pk = ?", (row.pk,))
+                    self._index_emails(conn, row.pk, data)
+                if members:
+                    self._apply_members(conn, row.pk, members)
+                self._outbox(conn, outbox, row.id)
+        except sqlite3.IntegrityError as e:
+            raise Conflict(str(e)) from e
+        return Row(row.pk, row.type, row.id, external_id, data, row.version + 1, row.created, ts)
+
+    def delete(self, row: Row, outbox: Sequence[OutboxEntry] = ()) -> bool:
+        with self.db.transaction() as conn:
+            cur = conn.execute("DELETE FROM resources WHERE pk = ? AND org_pk = ? AND version = ?",
+                               (row.pk, self.org_pk, row.version))
+            if cur.rowcount != 1:
+                return False
+            self._outbox(conn, outbox, row.id)
+        return True
+
+    def _index_emails(self, conn: sqlite3.Connection, pk: int, data: dict[str, Any]) -> None:
+        rows = [(pk, self.org_pk, e["value"].lower(), (e.get("type") or "").lower() or None)
+                for e in data.get("emails") or () if isinstance(e.get("value"), str)]
+        if rows:
+            conn.executemany("INSERT INTO emails (res_pk, org_pk, value_lc, type_lc) VALUES (?, ?, ?, ?)", rows)
+
+    def _apply_members(self, conn: sqlite3.Connection, group_pk: int, change: MemberChange) -> None:
+        if change.replace is not None:
+            conn.execute("DELETE FROM members WHERE group_pk = ?", (group_pk,))
+            change = MemberChange(add=change.replace + change.add, remove=change.remove)
+        if change.remove:
+            conn.executemany("DELETE FROM members WHERE group_pk = ? AND member_pk = ?",
+                             [(group_pk, pk) for pk in change.remove])
+        if change.add:
+            # Only members of this org: the join makes a foreign pk insert nothing.
+            conn.executemany(
+                "INSERT INTO members (group_pk, member_pk, display) SELECT ?, pk, ? FROM resources "
+                "WHERE pk = ? AND org_pk = ? ON CONFLICT (group_pk, member_pk) DO UPDATE SET "
+                "display = COALESCE(excluded.display, members.display)",
+                [(group_pk, m.display, m.pk, self.org_pk) for m in change.add])
+
+    def _outbox(self, conn: sqlite3.Connection, entries: Sequence[OutboxEntry], rid: str) -> None:
+        ts = now()
+        for e in entries:
+            conn.execute(
+                "INSERT INTO outbox (org_pk, resource_type, resource_id, action, payload, created, "
+                "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.org_pk, e.resource_type, e.resource_id or rid, e.action, _dump(e.payload), ts, ts))
+
+
+def _dump(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[list[Any]]:
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,226 @@
+"""Compile a resolved SCIM filter (``orgscim.scim.filter``) into SQL over the ``resources`` table.
+
+Case-insensitive attributes compare on ``lower()``; ``userName``/group ``displayName``, ``id``,
+``externalId`` and ``emails.value`` hit indexed columns or the ``emails`` side table, so the lookups IdPs
+make before every create never scan an org (issue #2, "Filters run in SQL").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from orgscim.scim.errors import invalid_filter
+from orgscim.scim.filter import And, AttrRef, Compare, Node, Not, Or, Present, ValuePath
+from orgscim.scim.schemas import GROUP, USER, Attr
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def parse_time(value: Any) -> str:
+    """Normalise a filter's dateTime (any offset, Entra's odd zones included) to our stored UTC form."""
+    if not isinstance(value, str):
+        raise invalid_filter("dateTime comparisons need a string value")
+    text = value.strip().replace(" ", "T")
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise invalid_filter(f"{value!r} is not an xsd:dateTime") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+@dataclass
+class Expr:
+    """A SQL expression for one attribute, and how to compare it."""
+
+    sql: str
+    kind: str  # string | boolean | dateTime | lc (already lower-cased) | exact
+    params: tuple = ()
+
+
+def _json_path(*names: str) -> str:
+    return "$" + "".join('."' + n.replace('"', '') + '"' for n in names)
+
+
+class Compiler:
+    """Turns a resolved filter into ``(sql, params)`` for resources aliased ``r``."""
+
+    def __init__(self, rtype: str) -> None:
+        self.rtype = rtype
+        self.params: list[Any] = []
+        self.in_element = False
+
+    def compile(self, node: Node) -> str:
+        if isinstance(node, And):
+            return f"({self.compile(node.left)} AND {self.compile(node.right)})"
+        if isinstance(node, Or):
+            return f"({self.compile(node.left)} OR {self.compile(node.right)})"
+        if isinstance(node, Not):
+            return f"(NOT COALESCE({self.compile(node.expr)}, 0))"
+        if isinstance(node, ValuePath):
+            return self.value_path(node.path, node.expr)
+        ref = node.path
+        if ref.attr is not None and ref.attr.multi and not self.in_element:
+            if isinstance(node, Present) and ref.sub_name is None:
+                return self.multi_present(ref)
+            # "emails.value eq x" == "emails[value eq x]"
+            inner_ref = AttrRef(None, ref.sub.name, None, ref.attr, ref.sub)
+            inner = Compare(inner_ref, node.op, node.value) if isinstance(node, Compare) else Present(inner_ref)
+            return self.value_path(AttrRef(ref.urn, ref.name, None, ref.attr, None, ref.schema), inner)
+        expr = self.scalar(ref)
+        return self.leaf(node, expr)
+
+    # -- leaves ---------------------------------------------------------------------------------
+    def scalar(self, ref: AttrRef) -> Expr:
+        if ref.common:
+            if ref.name == "id":
+                return Expr("r.id", "exact")
+            if ref.name == "externalId":
+                return Expr("r.external_id", "exact")
+            return {
+                "created": Expr("r.created", "dateTime"),
+                "lastModified": Expr("r.modified", "dateTime"),
+                "resourceType": Expr("r.type", "exact"),
+                "version": Expr("('W/\"' || r.version || '\"')", "exact"),
+                "location": Expr("NULL", "exact"),
+            }[ref.sub_name]
+        if (self.rtype, ref.name) in (("User", "userName"), ("Group", "displayName")):
+            return Expr("r.name_lc", "lc")
+        names = _ext_prefix(ref) + [ref.attr.name] + ([ref.sub.name] if ref.sub else [])
+        defn = ref.sub or ref.attr
+        return Expr(f"json_extract(r.data, '{_json_path(*names)}')", _kind(defn))
+
+    def leaf(self, node: Compare | Present, expr: Expr) -> str:
+        if isinstance(node, Present):
+            if expr.kind == "boolean":
+                return f"({expr.sql} IS NOT NULL)"
+            return f"({expr.sql} IS NOT NULL AND {expr.sql} <> '')"
+        op, value = node.op, node.value
+        if value is None:
+            if op == "eq":
+                return f"({expr.sql} IS NULL)"
+            if op == "ne":
+                return f"({expr.sql} IS NOT NULL)"
+            raise invalid_filter(f"{op} null is not a comparison")
+        sql, val = self.operand(expr, value)
+        if op in ("co", "sw", "ew"):
+            if val == "":
+                return f"({sql} IS NOT NULL)"
+            self.params.append(val)
+            if op == "co":
+                return f"(instr({sql}, ?) > 0)"
+            self.params.append(val)
+            if op == "sw":
+                return f"(substr({sql}, 1, length(?)) = ?)"
+            return f"(substr({sql}, -length(?)) = ?)"
+        self.params.append(val)
+        sym = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}.get(op)
+        if sym:
+            return f"({sql} {sym} ?)"
+        return f"({sql} IS NULL OR {sql} <> ?)"  # ne
+
+    def operand(self, expr: Expr, value: Any) -> tuple[str, Any]:
+        if expr.kind == "boolean":
+            if not isinstance(value, bool):
+                raise invalid_filter("boolean attributes compare with true or false")
+            return expr.sql, int(value)
+        if expr.kind == "dateTime":
+            return expr.sql, parse_time(value)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        value = str(value) if not isinstance(value, str) else value
+        if expr.kind == "string":
+            return f"lower({expr.sql})", value.lower()
+        if expr.kind == "lc":
+            return expr.sql, value.lower()
+        return expr.sql, value
+
+    # -- multi-valued ---------------------------------------------------------------------------
+    def multi_present(self, ref: AttrRef) -> str:
+        if ref.attr.name == "members":
+            return "EXISTS (SELECT 1 FROM members m WHERE m.group_pk = r.pk)"
+        if ref.attr.name == "groups":
+            return "EXISTS (SELECT 1 FROM members m WHERE m.member_pk = r.pk)"
+        return f"(json_array_length(r.data, '{_json_path(ref.attr.name)}') > 0)"
+
+    def value_path(self, ref: AttrRef, inner: Node) -> str:
+        name = ref.attr.name
+        if name == "members":
+            return self._element_exists(
+                "SELECT 1 FROM members m JOIN resources e ON e.pk = m.member_pk WHERE m.group_pk = r.pk",
+                inner, lambda sub: {"value": Expr("e.id", "exact"), "type": Expr("e.type", "exact"),
+                                    "display": Expr("m.display", "string"),
+                                    "$ref": Expr("NULL", "exact")}[sub.name])
+        if name == "groups":
+            return self._element_exists(
+                "SELECT 1 FROM members m JOIN resources e ON e.pk = m.group_pk WHERE m.member_pk = r.pk",
+                inner, lambda sub: {"value": Expr("e.id", "exact"), "display": Expr("e.name_lc", "lc"),
+                                    "type": Expr("'direct'", "exact"),
+                                    "$ref": Expr("NULL", "exact")}[sub.name])
+        names = _ext_prefix(ref) + [name]
+        first_param = len(self.params)
+        sql = self._element_exists(
+            f"SELECT 1 FROM json_each(r.data, '{_json_path(*names)}') j WHERE 1",
+            inner, lambda sub: Expr(f"json_extract(j.value, '{_json_path(sub.name)}')", _kind(sub)))
+        if name == "emails":
+            value = _indexed_email(inner)
+            if value is not None:
+                self.params.insert(first_param, value.lower())  # its "?" comes before the EXISTS
+                sql = (f"(r.pk IN (SELECT res_pk FROM emails WHERE org_pk = r.org_pk AND value_lc = ?)"
+                       f" AND {sql})")
+        return sql
+
+    def _element_exists(self, base: str, inner: Node, column: Callable[[Attr], Expr]) -> str:
+        saved = self.scalar
+        self.scalar = lambda ref: column(ref.sub)  # type: ignore[method-assign]
+        self.in_element = True
+        try:
+            cond = self.compile(inner)
+        finally:
+            self.scalar = saved  # type: ignore[method-assign]
+            self.in_element = False
+        return f"EXISTS ({base} AND {cond})"
+
+    # -- sorting --------------------------------------------------------------------------------
+    def sort_expr(self, ref: AttrRef) -> str:
+        """ORDER BY expression; multi-valued attributes sort by their primary (else first) value."""
+        if ref.attr is not None and ref.attr.multi:
+            if ref.attr.name in ("members", "groups"):
+                raise invalid_filter(f"cannot sort by {ref.attr.name}")
+            sub = ref.sub.name if ref.sub else "value"
+            return (f"(SELECT lower(json_extract(j.value, '{_json_path(sub)}')) FROM json_each(r.data, "
+                    f"'{_json_path(ref.attr.name)}') j ORDER BY json_extract(j.value, '$.primary') DESC "
+                    "LIMIT 1)")
+        expr = self.scalar(ref)
+        return f"lower({expr.sql})" if expr.kind == "string" else expr.sql
+
+
+def _ext_prefix(ref: AttrRef) -> list[str]:
+    """Extension attributes are stored under their schema URN (RFC 7643 §3.3)."""
+    return [ref.schema] if ref.schema and ref.schema not in (USER, GROUP) else []
+
+
+def _kind(defn: Attr) -> str:
+    if defn.type == "boolean":
+        return "boolean"
+    if defn.type == "dateTime":
+        return "dateTime"
+    if defn.type in ("string", "reference", "binary") and not defn.case_exact:
+        return "string"
+    return "exact"
+
+
+def _indexed_email(node: Node) -> str | None:
+    """The value of an ``value eq "…"`` conjunct inside an emails value filter, if there is one."""
+    if isinstance(node, Compare) and node.op == "eq" and node.path.name == "value" and isinstance(
+            node.value, str):
+        return node.value
+    if isinstance(node, And):
+        return _indexed_email(node.left) or _indexed_email(node.right)
+    return None

@@ -1,0 +1,1 @@
+"""HTTP surfaces: the per-org SCIM blueprint and operations endpoints."""

@@ -1,0 +1,208 @@
+"""The SCIM blueprint, mounted once at the per-org prefix; the org is resolved on every request.
+
+Web → auth plugin → SCIM service. This module only speaks HTTP: parse, authenticate, call, render.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from ..auth import AuthRequest
+from ..scim.errors import ScimError, invalid_syntax, not_found
+from ..scim.service import Query, Result, ScimService, _etag_matches
+
+log = logging.getLogger("orgscim.web")
+bp = Blueprint("scim", __name__, url_prefix="/realms/<realm>/scim/v2/organizations/<org_id>")
+
+SCIM_JSON = "application/scim+json"
+MAX_JSON_DEPTH = 64
+TYPES = {"Users": "User", "Groups": "Group"}
+
+
+def scim_response(result: Result) -> Response:
+    body = "" if result.body is None else json.dumps(result.body, ensure_ascii=False)
+    resp = Response(body, status=result.status, mimetype=None if result.body is None else SCIM_JSON)
+    if result.body is None:
+        resp.headers.pop("Content-Type", None)
+    if result.location:
+        resp.headers["Location"] = result.location
+    if result.etag:
+        resp.headers["ETag"] = result.etag
+    return resp
+
+
+def error_response(err: ScimError) -> Response:
+    resp = Response(json.dumps(err.body()), status=err.status, mimetype=SCIM_JSON)
+    for k, v in err.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def _depth(x: Any, limit: int) -> int:
+    stack = [(x, 1)]
+    deepest = 0
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(v, dict):
+            stack.extend((c, d + 1) for c in v.values())
+        elif isinstance(v, list):
+            stack.extend((c, d + 1) for c in v)
+    return deepest
+
+
+def body() -> Any:
+    """The request's JSON (scim+json or json, any charset); 400 invalidSyntax for anything else."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise invalid_syntax("request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise invalid_syntax(f"request body is not valid JSON: {str(e)[:100]}") from None
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise invalid_syntax(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def query() -> Query:
+    args = {k.lower(): v for k, v in request.args.items()}
+    return Query.from_params(lambda name: args.get(name.lower()))
+
+
+@bp.url_value_preprocessor
+def pull_org(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    g.realm = values.pop("realm") if values else None
+    g.org_id = values.pop("org_id") if values else None
+
+
+@bp.before_request
+def resolve_and_authenticate() -> Response | None:
+    services = current_app.extensions["orgscim"]
+    org = services.orgs.org(g.realm, g.org_id)
+    if org is None or not org.serving:
+        return error_response(not_found("SCIM is not enabled for this organization"))
+    mode = services.auth_mode(org.auth_mode)
+    principal = mode.authenticate(org, AuthRequest(request.headers.get("Authorization"),
+                                                   request.remote_addr or ""))
+    if principal is None:
+        log.info("auth failure realm=%s org=%s addr=%s", g.realm, g.org_id, request.remote_addr)
+        resp = error_response(ScimError(401, "missing or invalid credentials for this SCIM endpoint"))
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="orgscim"'
+        return resp
+    base = (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    g.scim = services.scim(org, f"{base}/realms/{g.realm}/scim/v2/organizations/{g.org_id}")
+    g.principal = principal
+    return None
+
+
+@bp.errorhandler(ScimError)
+def on_scim_error(e: ScimError) -> Response:
+    return error_response(e)
+
+
+@bp.errorhandler(HTTPException)
+def on_http_error(e: HTTPException) -> Response:
+    status = e.code or 500
+    detail = {404: "no such SCIM endpoint", 405: "method not allowed on this endpoint",
+              413: "request body too large"}.get(status, e.description or e.name)
+    resp = error_response(ScimError(status, detail, "tooMany" if status == 413 else None))
+    if status == 405 and hasattr(e, "valid_methods") and e.valid_methods:
+        resp.headers["Allow"] = ", ".join(e.valid_methods)
+    return resp
+
+
+@bp.errorhandler(Exception)
+def on_unexpected(e: Exception) -> Response:
+    log.exception("unexpected error")
+    return error_response(ScimError(500, "internal error; the request was not applied"))
+
+
+def svc() -> ScimService:
+    return g.scim
+
+
+# -- discovery (read-only; other methods get 405) --------------------------------------------------
+ALL = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def read_only() -> None:
+    """Discovery endpoints are read-only: writes get 405 (conformance/QUIRKS.md, Responses)."""
+    if request.method != "GET":
+        raise ScimError(405, f"{request.method} is not allowed on discovery endpoints", None,
+                        {"Allow": "GET"})
+
+
+@bp.route("/ServiceProviderConfig", methods=ALL)
+def spc() -> Response:
+    read_only()
+    return scim_response(svc().service_provider_config())
+
+
+@bp.route("/ResourceTypes", methods=ALL)
+@bp.route("/ResourceTypes/<name>", methods=ALL)
+def resource_types(name: str | None = None) -> Response:
+    read_only()
+    return scim_response(svc().resource_types(name))
+
+
+@bp.route("/Schemas", methods=ALL)
+@bp.route("/Schemas/<path:urn>", methods=ALL)
+def schemas(urn: str | None = None) -> Response:
+    read_only()
+    return scim_response(svc().schemas(urn))
+
+
+# -- resources -----------------------------------------------------------------------------------
+@bp.route("/<any(Users, Groups):kind>", methods=["GET", "POST"])
+def collection(kind: str) -> Response:
+    if request.method == "POST":
+        return scim_response(svc().create(TYPES[kind], body()))
+    return scim_response(svc().list([TYPES[kind]], query()))
+
+
+@bp.post("/<any(Users, Groups):kind>/.search")
+def type_search(kind: str) -> Response:
+    return scim_response(svc().search([TYPES[kind]], body()))
+
+
+@bp.post("/.search")
+def root_search() -> Response:
+    return scim_response(svc().search(list(TYPES.values()), body()))
+
+
+@bp.route("/<any(Users, Groups):kind>/<rid>", methods=["GET", "PUT", "PATCH", "DELETE"])
+def item(kind: str, rid: str) -> Response:
+    service, rtype = svc(), TYPES[kind]
+    if_match = request.headers.get("If-Match")
+    if request.method == "GET":
+        result = service.get(rtype, rid, query())
+        inm = request.headers.get("If-None-Match")
+        if inm and result.etag and _etag_matches(inm, result.etag):
+            resp = Response(status=304)
+            resp.headers["ETag"] = result.etag
+            return resp
+        return scim_response(result)
+    if request.method == "PUT":
+        return scim_response(service.replace(rtype, rid, body(), if_match))
+    if request.method == "PATCH":
+        return scim_response(service.patch(rtype, rid, body(), if_match))
+    return scim_response(service.delete(rtype, rid, if_match))
+
+
+@bp.post("/Bulk")
+def bulk() -> Response:
+    return scim_response(svc().bulk(body()))
+
+
+@bp.route("/", defaults={"rest": ""}, methods=ALL)
+@bp.route("/<path:rest>", methods=ALL)
+def unknown(rest: str) -> Response:
+    return error_response(not_found(f"no SCIM endpoint /{rest}"))
