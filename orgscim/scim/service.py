@@ -179,10 +179,7 @@ class ScimService:
         return out
 
     def _member_json(self, m: Any) -> dict[str, Any]:
-        out = {"value": m.id, "$ref": self.location(RESOURCE_TYPES[m.type], m.id), "type": m.type}
-        if m.display:
-            out["display"] = m.display
-        return out
+        return {"value": m.id, **m.attrs}
 
     def _load(self, rtype: ResourceType, rid: str) -> Any:
         row = self.store.get(rtype.name, rid) if isinstance(rid, str) else None
@@ -208,7 +205,7 @@ class ScimService:
         for mid, m in delta.added.items():
             if mid in known:
                 member = known[mid]
-                member.display = m.get("display")
+                member.attrs = {k: v for k, v in m.items() if k != "value"}
                 add.append(member)
         remove = {known[i].pk for i in delta.removed if i in known}
         return MemberChange(replace=add if delta.reset else None, add=[] if delta.reset else add, remove=remove)

@@ -64,7 +64,7 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE members (
             group_pk INTEGER NOT NULL REFERENCES resources(pk) ON DELETE CASCADE,
             member_pk INTEGER NOT NULL REFERENCES resources(pk) ON DELETE CASCADE,
-            display TEXT,
+            attrs TEXT NOT NULL DEFAULT '{}',
             PRIMARY KEY (group_pk, member_pk)
         ) WITHOUT ROWID""",
         "CREATE INDEX ix_members_member ON members(member_pk)",

@@ -50,12 +50,13 @@ class Row:
 
 @dataclass
 class Member:
-    """A member of a group as stored: the member's pk/id/type and the display the client sent."""
+    """A member of a group: the member's pk/id/type, and the sub-attributes the client sent with it
+    (``display``, ``type``, ``$ref``), returned exactly as sent (RFC 7643 §2.4; conformance README)."""
 
     pk: int
     id: str
     type: str
-    display: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,9 +119,9 @@ class ResourceStore:
         for chunk in _chunks(group_pks):
             marks = ",".join("?" * len(chunk))
             for r in self.db.all(
-                    f"SELECT m.group_pk, e.pk, e.id, e.type, m.display FROM members m JOIN resources e "
+                    f"SELECT m.group_pk, e.pk, e.id, e.type, m.attrs FROM members m JOIN resources e "
                     f"ON e.pk = m.member_pk WHERE m.group_pk IN ({marks}) ORDER BY m.group_pk, e.pk", chunk):
-                out[r[0]].append(Member(r[1], r[2], r[3], r[4]))
+                out[r[0]].append(Member(r[1], r[2], r[3], json.loads(r[4])))
         return out
 
     def groups_of(self, member_pks: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
@@ -212,10 +213,9 @@ class ResourceStore:
         if change.add:
             # Only members of this org: the join makes a foreign pk insert nothing.
             conn.executemany(
-                "INSERT INTO members (group_pk, member_pk, display) SELECT ?, pk, ? FROM resources "
-                "WHERE pk = ? AND org_pk = ? ON CONFLICT (group_pk, member_pk) DO UPDATE SET "
-                "display = COALESCE(excluded.display, members.display)",
-                [(group_pk, m.display, m.pk, self.org_pk) for m in change.add])
+                "INSERT INTO members (group_pk, member_pk, attrs) SELECT ?, pk, ? FROM resources "
+                "WHERE pk = ? AND org_pk = ? ON CONFLICT (group_pk, member_pk) DO UPDATE SET attrs = excluded.attrs",
+                [(group_pk, _dump(m.attrs), m.pk, self.org_pk) for m in change.add])
 
     def _outbox(self, conn: sqlite3.Connection, entries: Sequence[OutboxEntry], rid: str) -> None:
         ts = now()

@@ -155,7 +155,7 @@ class Compiler:
             return self._element_exists(
                 "SELECT 1 FROM members m JOIN resources e ON e.pk = m.member_pk WHERE m.group_pk = r.pk",
                 inner, lambda sub: {"value": Expr("e.id", "exact"), "type": Expr("e.type", "exact"),
-                                    "display": Expr("m.display", "string"),
+                                    "display": Expr("json_extract(m.attrs, '$.display')", "string"),
                                     "$ref": Expr("NULL", "exact")}[sub.name])
         if name == "groups":
             return self._element_exists(
