@@ -114,16 +114,24 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("realm_name")
 @click.argument("org_id")
 @click.option("--auth-mode", required=True, help="EXTERNAL_SECRET, or any installed auth-mode plugin")
-@click.option("--set", "settings", multiple=True, help="auth-mode setting KEY=VALUE (repeatable)")
-@click.option("--federation", default="none", show_default=True, help="federation behaviour plugin")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="auth-mode setting (repeatable)")
+@click.option("--federation", default="none", show_default=True, help="federation plugin: none, link-org-idp, …")
+@click.option("--federation-set", "fed_settings", multiple=True, metavar="KEY=VALUE",
+              help="federation setting, e.g. id_attribute=externalId (repeatable)")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="username_policy=userName|email, delete_policy=delete|disable, adopt_policy=never|org-members")
 @click.option("--disable", is_flag=True, help="keep the config but close the endpoint")
 @click.option("--json", "as_json", is_flag=True)
 def org_configure(realm_name: str, org_id: str, auth_mode: str, settings: tuple[str, ...], federation: str,
-                  disable: bool, as_json: bool) -> None:
-    """Create or update ORG_ID's SCIM config (enabled unless --disable)."""
+                  fed_settings: tuple[str, ...], options: tuple[str, ...], disable: bool, as_json: bool) -> None:
+    """Create or update ORG_ID's SCIM config (enabled unless --disable).
+
+    With Keycloak configured, the organization must exist in the realm, and orgscim's user-profile
+    attributes are declared there.
+    """
     try:
         o = _services().configure_org(realm_name, org_id, auth_mode, _parse_settings(settings), not disable,
-                                      federation)
+                                      federation, _parse_settings(fed_settings), _parse_settings(options))
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     hint = "" if o.realm_enabled else f" (realm {realm_name} is off: run `orgscim realm enable {realm_name}`)"
@@ -215,6 +223,70 @@ def credential_revoke(realm_name: str, org_id: str, credential_id: str) -> None:
     services.orgs.update_credential(cred.pk, revoked=now())
     services.orgs.event(o.pk, "credential.revoked", {"credential": credential_id})
     click.echo(f"credential {credential_id} revoked")
+
+
+# -- Keycloak ---------------------------------------------------------------------------------------
+@main.command()
+@click.option("--realm", "realm_names", multiple=True, help="realm to check (default: every configured realm)")
+@click.option("--json", "as_json", is_flag=True)
+def check(realm_names: tuple[str, ...], as_json: bool) -> None:
+    """Check the configuration, Keycloak reachability and the service account's roles."""
+    from .keycloak.client import KeycloakError
+
+    services = _services()
+    report: list[dict[str, Any]] = []
+    ok = True
+    if not services.keycloak_configured:
+        report.append({"check": "keycloak", "ok": True, "detail": "KEYCLOAK_URL not set: standalone mode"})
+    realms = list(realm_names) or [r["realm"] for r in services.orgs.realms()]
+    for name in realms if services.keycloak_configured else []:
+        try:
+            admin = services.keycloak(name)
+            assert admin is not None
+            admin.token()
+            missing = admin.check_permissions()
+            version = admin.server_version()
+            detail = f"Keycloak {version} reachable; " + (
+                f"service account {admin.client_id} lacks realm-management roles: {', '.join(missing)} "
+                f"(Keycloak admin console → Clients → {admin.client_id} → Service account roles)"
+                if missing else "service account has every required role")
+            report.append({"check": f"realm {name}", "ok": not missing, "missing": missing, "detail": detail})
+            ok &= not missing
+        except (KeycloakError, ConfigError) as e:
+            report.append({"check": f"realm {name}", "ok": False, "detail": str(e)})
+            ok = False
+    _emit(report, as_json, "\n".join(f"{'ok ' if r['ok'] else 'FAIL'} {r['check']}: {r['detail']}" for r in report))
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--realm", "realm_name")
+@click.option("--org", "org_id")
+@click.option("--all", "include_done", is_flag=True, help="include delivered entries")
+@click.option("--retry", is_flag=True, help="make pending entries due now and deliver them")
+@click.option("--json", "as_json", is_flag=True)
+def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry: bool, as_json: bool) -> None:
+    """Pending Keycloak changes (exit 1 when some are pending)."""
+    services = _services()
+    org_pk = None
+    if org_id:
+        if not realm_name:
+            matches = [o for o in services.orgs.orgs() if o.org_id == org_id]
+            if len(matches) != 1:
+                raise click.ClickException(f"org {org_id} is not configured (or in several realms: pass --realm)")
+            org_pk = matches[0].pk
+        else:
+            org_pk = _org(services, realm_name, org_id).pk
+    if retry:
+        n = services.sync.retry_now(org_pk)
+        stats = services.deliverer.deliver_all()
+        click.echo(f"retried {n} entries: {stats.delivered} delivered, {stats.refused} refused"
+                   + (", Keycloak still failing" if stats.failed else ""), err=as_json)
+    items = services.sync.outbox(org_pk, include_done)
+    _emit([i.public() for i in items], as_json, "\n".join(
+        f"{i.pk}\t{i.action}\t{i.resource_id}\tattempts {i.attempts}\t{i.done or 'pending'}\t{i.last_error or ''}"
+        for i in items) or "outbox empty")
+    sys.exit(1 if any(i.done is None for i in items) else 0)
 
 
 # -- serve ----------------------------------------------------------------------------------------

@@ -92,4 +92,38 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX ix_events_org_at ON events(org_pk, at)",
     ],
+    # 2: Keycloak provisioning: which Keycloak object each SCIM resource is, leases for single delivery,
+    #    and drift records (differences between SCIM state and Keycloak).
+    [
+        """CREATE TABLE kc_links (
+            org_pk INTEGER NOT NULL REFERENCES orgs(pk) ON DELETE CASCADE,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            kc_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT '{}',
+            updated TEXT NOT NULL,
+            PRIMARY KEY (org_pk, resource_id)
+        )""",
+        "CREATE INDEX ix_kc_links_kc ON kc_links(kc_id)",
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until REAL NOT NULL
+        )""",
+        """CREATE TABLE drift (
+            pk INTEGER PRIMARY KEY,
+            org_pk INTEGER NOT NULL REFERENCES orgs(pk) ON DELETE CASCADE,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            expected TEXT,
+            actual TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            resolved TEXT
+        )""",
+        "CREATE INDEX ix_drift_org ON drift(org_pk, resolved)",
+        "CREATE UNIQUE INDEX ux_drift_open ON drift(org_pk, resource_id, kind) WHERE resolved IS NULL",
+    ],
 ]

@@ -100,7 +100,23 @@ def resolve_and_authenticate() -> Response | None:
     base = (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
     g.scim = services.scim(org, f"{base}/realms/{g.realm}/scim/v2/organizations/{g.org_id}")
     g.principal = principal
+    g.org = org
     return None
+
+
+@bp.after_request
+def deliver_now(resp: Response) -> Response:
+    """Try to apply the request's writes to Keycloak before answering; the worker retries what is left.
+
+    The write is already committed with its outbox entry, so a failure here never loses it.
+    """
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and resp.status_code < 400 and "org" in g:
+        services = current_app.extensions["orgscim"]
+        try:
+            services.deliver(g.org, budget=float(current_app.config.get("KEYCLOAK_DELIVERY_BUDGET", 10)))
+        except Exception:  # noqa: BLE001 - delivery problems never change the SCIM answer
+            log.exception("immediate delivery failed; the worker will retry")
+    return resp
 
 
 @bp.errorhandler(ScimError)

@@ -13,6 +13,6 @@ class NoFederation:
             raise ValueError("the 'none' federation behaviour takes no settings")
         return {}
 
-    def link_for(self, org: Any, user: dict[str, Any]) -> None:
+    def link_for(self, org: Any, config: dict[str, Any], admin: Any, rid: str, data: dict[str, Any]) -> None:
         """The IdP link a user should have: none."""
         return None

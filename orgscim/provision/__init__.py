@@ -1,0 +1,1 @@
+"""Keeping Keycloak in step with SCIM state (DESIGN §4): mapping, outbox entries, delivery."""

@@ -1,0 +1,94 @@
+"""Outbox entries for SCIM writes, and the request-time uniqueness check against Keycloak (DESIGN §4)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
+from orgscim.scim.errors import uniqueness
+from orgscim.store.orgs import Org
+from orgscim.store.resources import OutboxEntry
+from orgscim.store.sync import SyncStore
+
+from .mapping import ATTR_ORG, active, kc_username, primary_email, setting
+
+log = logging.getLogger("orgscim.provision")
+
+
+class KeycloakProvisioner:
+    """Implements ``orgscim.scim.service.Provisioner`` for an org whose realm has Keycloak configured."""
+
+    def __init__(self, org: Org, admin: KeycloakAdmin, sync: SyncStore, check_now: bool = True,
+                 on_unavailable: Callable[[], None] | None = None) -> None:
+        self.org = org
+        self.admin = admin
+        self.sync = sync
+        self.check_now = check_now  # False while Keycloak is known to be down: accept, deliver later
+        self.on_unavailable = on_unavailable or (lambda: None)
+
+    def entries(self, action: str, rtype: str, rid: str, before: Any, after: Any) -> list[OutboxEntry]:
+        if rtype == "User":
+            if action == "delete":
+                return [OutboxEntry("User", rid, "user.delete")]
+            self.check_conflicts(rid, before, after)
+            changed = action == "create" or active(before) != active(after)
+            return [OutboxEntry("User", rid, "user.upsert", {"data": after, "active_changed": changed})]
+        return [OutboxEntry("Group", rid, "group.delete" if action == "delete" else "group.upsert")]
+
+    def check_conflicts(self, rid: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        """409 when the username or email belongs to another realm user that may not be adopted.
+
+        Only checked when Keycloak answers; if it is down the write is accepted and the deliverer reports
+        the conflict as drift later (an acknowledged write is never lost).
+        """
+        policy = setting(self.org.settings, "username_policy")
+        checks = []
+        username = kc_username(after, policy)
+        if before is None or username != kc_username(before, policy):
+            checks.append(("userName", username, self.admin.find_user_by_username))
+        email = primary_email(after)
+        if email and (before is None or email.lower() != (primary_email(before) or "").lower()):
+            checks.append(("email", email, self.admin.find_user_by_email))
+        if not checks or not self.check_now:
+            return
+        link = self.sync.link(self.org.pk, rid) if rid else None
+        try:
+            for what, value, finder in checks:
+                user = finder(value)
+                if user is None or (link is not None and user["id"] == link.kc_id):
+                    continue
+                if not adoptable(self.org, self.admin, self.sync, user, rid):
+                    raise uniqueness(f"{what} {value!r} already belongs to another user of realm {self.org.realm}")
+        except KeycloakUnavailable as e:
+            log.warning("Keycloak unreachable for the uniqueness check of org %s: %s", self.org.org_id, e)
+            self.on_unavailable()
+
+
+def adoptable(org: Org, admin: KeycloakAdmin, sync: SyncStore, user: dict[str, Any], rid: str) -> bool:
+    """Whether orgscim may take over an existing Keycloak user for this org (DESIGN §4, adopt policy).
+
+    Never a service account, never the Keycloak side of another SCIM resource, never a user another org's
+    SCIM owns; a user orgscim created for this org earlier (kept after a SCIM delete) is taken back; other
+    users only under the ``org-members`` policy and when already members of this org.
+    """
+    if user.get("serviceAccountClientLink") or str(user.get("username", "")).startswith("service-account-"):
+        return False
+    attrs = user.get("attributes")
+    if attrs is None:
+        try:
+            attrs = admin.get_user(user["id"]).get("attributes") or {}
+        except KeycloakError:
+            return False
+    if [lk for lk in sync.linked_by_kc_id(user["id"]) if lk.resource_id != rid]:
+        return False
+    owner = (attrs.get(ATTR_ORG) or [None])[0]
+    if owner == org.org_id:
+        return True
+    if owner is not None or setting(org.settings, "adopt_policy") != "org-members":
+        return False
+    try:
+        return admin.is_member(org.org_id, user["id"])
+    except KeycloakError:
+        return False

@@ -1,0 +1,206 @@
+"""Outbox delivery state, SCIM↔Keycloak links, leases and drift records (SQL for provisioning)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .db import Database
+from .resources import now
+from .sqlfilter import TIME_FORMAT
+
+
+@dataclass
+class OutboxItem:
+    pk: int
+    org_pk: int
+    resource_type: str
+    resource_id: str
+    action: str
+    payload: dict[str, Any]
+    created: str
+    attempts: int
+    next_attempt: str
+    last_error: str | None
+    done: str | None
+
+    @classmethod
+    def from_sql(cls, r: sqlite3.Row) -> OutboxItem:
+        d = dict(r)
+        d["payload"] = json.loads(d["payload"])
+        return cls(**d)
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.pk, "resourceType": self.resource_type, "resourceId": self.resource_id,
+                "action": self.action, "created": self.created, "attempts": self.attempts,
+                "nextAttempt": self.next_attempt, "lastError": self.last_error, "done": self.done}
+
+
+@dataclass
+class Link:
+    org_pk: int
+    resource_type: str
+    resource_id: str
+    kc_id: str
+    origin: str  # "created" (orgscim made it) or "adopted" (existed before)
+    state: dict[str, Any]
+
+
+def later(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime(TIME_FORMAT)
+
+
+class SyncStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- outbox ---------------------------------------------------------------------------------
+    def pending(self, org_pk: int, limit: int = 50) -> list[OutboxItem]:
+        """Undelivered entries of one org, oldest first (delivery is in order, per org)."""
+        rows = self.db.all("SELECT * FROM outbox WHERE org_pk = ? AND done IS NULL ORDER BY pk LIMIT ?",
+                           (org_pk, limit))
+        return [OutboxItem.from_sql(r) for r in rows]
+
+    def orgs_with_pending(self, due_only: bool = True) -> list[int]:
+        if due_only:
+            rows = self.db.all("SELECT DISTINCT org_pk FROM outbox WHERE done IS NULL AND next_attempt <= ?",
+                               (now(),))
+        else:
+            rows = self.db.all("SELECT DISTINCT org_pk FROM outbox WHERE done IS NULL")
+        return [r[0] for r in rows]
+
+    def finish(self, pk: int, error: str | None = None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE outbox SET done = ?, last_error = ?, attempts = attempts + 1 WHERE pk = ?",
+                         (now(), error, pk))
+
+    def retry_later(self, pk: int, error: str, delay: float) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE pk = ?",
+                         (error[:500], later(delay), pk))
+
+    def retry_now(self, org_pk: int | None = None) -> int:
+        """Make every pending entry due now (``orgscim outbox --retry``)."""
+        with self.db.transaction() as conn:
+            if org_pk is None:
+                cur = conn.execute("UPDATE outbox SET next_attempt = ? WHERE done IS NULL", (now(),))
+            else:
+                cur = conn.execute("UPDATE outbox SET next_attempt = ? WHERE done IS NULL AND org_pk = ?",
+                                   (now(), org_pk))
+            return cur.rowcount
+
+    def outbox(self, org_pk: int | None = None, include_done: bool = False, limit: int = 1000) -> list[OutboxItem]:
+        where = ["1"]
+        params: list[Any] = []
+        if org_pk is not None:
+            where.append("org_pk = ?")
+            params.append(org_pk)
+        if not include_done:
+            where.append("done IS NULL")
+        rows = self.db.all(f"SELECT * FROM outbox WHERE {' AND '.join(where)} ORDER BY pk LIMIT ?", [*params, limit])
+        return [OutboxItem.from_sql(r) for r in rows]
+
+    # -- links ----------------------------------------------------------------------------------
+    def link(self, org_pk: int, resource_id: str) -> Link | None:
+        r = self.db.one("SELECT * FROM kc_links WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))
+        if r is None:
+            return None
+        return Link(r["org_pk"], r["resource_type"], r["resource_id"], r["kc_id"], r["origin"],
+                    json.loads(r["state"]))
+
+    def set_link(self, link: Link) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO kc_links (org_pk, resource_type, resource_id, kc_id, origin, state, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org_pk, resource_id) DO UPDATE SET kc_id = excluded.kc_id, "
+                "origin = excluded.origin, state = excluded.state, updated = excluded.updated",
+                (link.org_pk, link.resource_type, link.resource_id, link.kc_id, link.origin,
+                 json.dumps(link.state), now()))
+
+    def drop_link(self, org_pk: int, resource_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM kc_links WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))
+
+    def group_member_kc_ids(self, org_pk: int, group_id: str) -> set[str]:
+        """Keycloak ids of the group's SCIM members that are linked users and org members."""
+        rows = self.db.all(
+            "SELECT l.kc_id, l.state FROM resources g JOIN members m ON m.group_pk = g.pk "
+            "JOIN resources u ON u.pk = m.member_pk AND u.type = 'User' "
+            "JOIN kc_links l ON l.org_pk = g.org_pk AND l.resource_id = u.id "
+            "WHERE g.org_pk = ? AND g.id = ?", (org_pk, group_id))
+        return {r[0] for r in rows if json.loads(r[1]).get("member")}
+
+    def owned_kc_ids(self, org_pk: int, kc_ids: Iterable[str]) -> set[str]:
+        """Which of these Keycloak ids are users orgscim links to in this org."""
+        ids = list(kc_ids)
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.all(f"SELECT kc_id FROM kc_links WHERE org_pk = ? AND kc_id IN ({marks})", [org_pk, *chunk])
+            out.update(r[0] for r in rows)
+        return out
+
+    def linked_by_kc_id(self, kc_id: str) -> list[Link]:
+        rows = self.db.all("SELECT * FROM kc_links WHERE kc_id = ?", (kc_id,))
+        return [Link(r["org_pk"], r["resource_type"], r["resource_id"], r["kc_id"], r["origin"],
+                     json.loads(r["state"])) for r in rows]
+
+    # -- leases (one deliverer per org, one job of a kind across processes) ---------------------
+    def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        t = time.time()
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > t:
+                return False
+            conn.execute("INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                         "SET holder = excluded.holder, until = excluded.until", (name, holder, t + ttl))
+        return True
+
+    def release(self, name: str, holder: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    # -- drift ----------------------------------------------------------------------------------
+    def report(self, org_pk: int, resource_type: str, resource_id: str, kind: str, expected: Any = None,
+               actual: Any = None) -> None:
+        """Record a difference; an open record of the same kind for the resource is refreshed."""
+        ts = now()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO drift (org_pk, resource_type, resource_id, kind, expected, actual, first_seen, "
+                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org_pk, resource_id, kind) "
+                "WHERE resolved IS NULL DO UPDATE SET expected = excluded.expected, actual = excluded.actual, "
+                "last_seen = excluded.last_seen",
+                (org_pk, resource_type, resource_id, kind, json.dumps(expected), json.dumps(actual), ts, ts))
+
+    def resolve(self, org_pk: int, resource_id: str, kinds: Sequence[str] | None = None) -> int:
+        """Close open drift records of a resource (all kinds, or the given ones)."""
+        sql = "UPDATE drift SET resolved = ? WHERE org_pk = ? AND resource_id = ? AND resolved IS NULL"
+        params: list[Any] = [now(), org_pk, resource_id]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params += list(kinds)
+        with self.db.transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def drift(self, org_pk: int | None = None, open_only: bool = True) -> list[dict[str, Any]]:
+        where = ["1"]
+        params: list[Any] = []
+        if org_pk is not None:
+            where.append("d.org_pk = ?")
+            params.append(org_pk)
+        if open_only:
+            where.append("d.resolved IS NULL")
+        rows = self.db.all(
+            f"SELECT d.*, o.realm, o.org_id FROM drift d JOIN orgs o ON o.pk = d.org_pk WHERE {' AND '.join(where)} "
+            "ORDER BY d.pk", params)
+        return [{"realm": r["realm"], "orgId": r["org_id"], "resourceType": r["resource_type"],
+                 "resourceId": r["resource_id"], "kind": r["kind"], "expected": json.loads(r["expected"] or "null"),
+                 "actual": json.loads(r["actual"] or "null"), "firstSeen": r["first_seen"],
+                 "lastSeen": r["last_seen"], "resolved": r["resolved"]} for r in rows]
