@@ -1,0 +1,162 @@
+"""KeycloakAdmin request logic against a scripted fake session (no server): token cache, 401 renewal,
+GET-only retries, status mapping, paging."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from orgscim.keycloak.client import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    KeycloakAdmin,
+    KeycloakError,
+    KeycloakUnavailable,
+    NotFound,
+    Unauthorized,
+    required_roles,
+)
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    def enc(d: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    return f"{enc({'alg': 'none'})}.{enc(claims)}.sig"
+
+
+def _resp(status: int, body: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
+    r = requests.Response()
+    r.status_code = status
+    r._content = b"" if body is None else json.dumps(body).encode()  # noqa: SLF001
+    r.headers.update(headers or {})
+    if body is not None:
+        r.headers["Content-Type"] = "application/json"
+    return r
+
+
+class FakeSession:
+    """Answers token requests itself; admin requests pop scripted answers (Response or exception)."""
+
+    def __init__(self, script: list[Any], expires_in: int = 300, roles: list[str] | None = None) -> None:
+        self.script = list(script)
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.token_calls = 0
+        self.expires_in = expires_in
+        self.roles = roles or []
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        assert url.endswith("/protocol/openid-connect/token")
+        assert kwargs["data"] == {"grant_type": "client_credentials"}
+        self.token_calls += 1
+        tok = _jwt({"n": self.token_calls, "resource_access": {"realm-management": {"roles": self.roles}}})
+        return _resp(200, {"access_token": tok, "expires_in": self.expires_in})
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        self.calls.append((method, url, kwargs))
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def admin(script: list[Any], **kw: Any) -> tuple[KeycloakAdmin, FakeSession]:
+    sess = FakeSession(script, **{k: kw.pop(k) for k in ("expires_in", "roles") if k in kw})
+    return KeycloakAdmin("http://kc", "r", "c", "s", session=sess, backoff=0, **kw), sess  # type: ignore[arg-type]
+
+
+def test_token_cached_then_refreshed_30s_before_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    kc, sess = admin([], expires_in=300)
+    t = kc.token()
+    assert kc.token() == t and sess.token_calls == 1
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 265)  # < 270 s: still cached
+    assert kc.token() == t and sess.token_calls == 1
+    monkeypatch.setattr(time, "monotonic", lambda: now + 275)  # within 30 s of expiry: renewed
+    assert kc.token() != t and sess.token_calls == 2
+
+
+def test_401_renews_token_once() -> None:
+    kc, sess = admin([_resp(401), _resp(200, [])])
+    assert kc.list_organizations() == []
+    assert sess.token_calls == 2 and len(sess.calls) == 2
+    kc, sess = admin([_resp(401), _resp(401)])
+    with pytest.raises(Unauthorized):
+        kc.list_organizations()
+    assert sess.token_calls == 2 and len(sess.calls) == 2
+
+
+def test_get_retried_on_connection_error_and_5xx() -> None:
+    kc, sess = admin([requests.ConnectionError("refused"), _resp(503), _resp(200, 3)], retries=2)
+    assert kc.count_organizations() == 3
+    assert len(sess.calls) == 3
+    kc, sess = admin([requests.Timeout("slow"), requests.Timeout("slow")], retries=1)
+    with pytest.raises(KeycloakUnavailable) as exc:
+        kc.count_organizations()
+    assert exc.value.status is None and exc.value.retryable
+    kc, sess = admin([_resp(502), _resp(502)], retries=1)
+    with pytest.raises(KeycloakUnavailable) as exc:
+        kc.count_organizations()
+    assert exc.value.status == 502
+
+
+def test_writes_are_not_retried() -> None:
+    kc, sess = admin([_resp(503)], retries=3)
+    with pytest.raises(KeycloakUnavailable):
+        kc.create_user({"username": "x"})
+    assert len(sess.calls) == 1
+    kc, sess = admin([requests.ConnectionError("reset")], retries=3)
+    with pytest.raises(KeycloakUnavailable):
+        kc.add_member("o", "u")
+    assert len(sess.calls) == 1
+
+
+def test_status_mapping_and_created_id() -> None:
+    kc, sess = admin([_resp(201, None, {"Location": "http://kc/admin/realms/r/users/abc-123"})])
+    assert kc.create_user({"username": "x"}) == "abc-123"
+    kc, _ = admin([_resp(201)])
+    with pytest.raises(KeycloakError, match="Location"):
+        kc.create_user({"username": "x"})
+    for status, cls in [(400, BadRequest), (403, Forbidden), (404, NotFound), (409, Conflict), (422, KeycloakError)]:
+        kc, _ = admin([_resp(status, {"errorMessage": "nope"})])
+        with pytest.raises(cls) as exc:
+            kc.delete_user("u")
+        assert exc.value.status == status and exc.value.message == "nope" and exc.value.body == {"errorMessage": "nope"}
+    kc, _ = admin([_resp(204)])
+    assert kc.delete_user("u") is None
+
+
+def test_add_member_sends_bare_json_string() -> None:
+    kc, sess = admin([_resp(201)])
+    kc.add_member("org-1", "user-1")
+    method, url, kwargs = sess.calls[0]
+    assert method == "POST" and url == "http://kc/admin/realms/r/organizations/org-1/members"
+    assert kwargs["json"] == "user-1"
+
+
+def test_paging_fetches_page_by_page() -> None:
+    pages = [_resp(200, [{"id": str(i)} for i in range(k, min(k + 3, 7))]) for k in (0, 3, 6)]
+    kc, sess = admin(pages)
+    it = kc.iter_members("o", page_size=3)
+    assert next(it) == {"id": "0"}
+    assert len(sess.calls) == 1  # lazily: only the first page so far
+    assert [m["id"] for m in it] == [str(i) for i in range(1, 7)]
+    assert [c[2]["params"]["first"] for c in sess.calls] == [0, 3, 6]
+    assert all(c[2]["params"]["max"] == 3 for c in sess.calls)
+    # exactly full last page -> one more (empty) request
+    kc, sess = admin([_resp(200, [{"id": "a"}, {"id": "b"}]), _resp(200, [])])
+    assert len(list(kc.iter_users(page_size=2))) == 2 and len(sess.calls) == 2
+
+
+def test_check_permissions_from_token() -> None:
+    kc, _ = admin([_resp(200, {"systemInfo": {"version": "26.7.3"}})], roles=["manage-users", "view-users"])
+    missing = kc.check_permissions()
+    assert "manage-users" not in missing and "manage-organizations" in missing and "query-users" in missing
+    kc, _ = admin([_resp(200, {"systemInfo": {"version": "26.6.2"}})], roles=required_roles("26.6.2"))
+    assert kc.check_permissions() == []
