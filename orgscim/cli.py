@@ -289,6 +289,23 @@ def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry
     sys.exit(1 if any(i.done is None for i in items) else 0)
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="run every job once (respecting the leases) and exit")
+def worker(once: bool) -> None:
+    """Run the background jobs (outbox delivery, reconcile, JWKS refresh, housekeeping) until SIGTERM."""
+    import logging
+
+    from .worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    w = Worker(_services())
+    if once:
+        for job in w.jobs:
+            click.echo(f"{job.name}: {'ran' if w.run_once(job) else 'skipped (another worker ran it this interval)'}")
+        return
+    w.serve()
+
+
 # -- serve ----------------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)

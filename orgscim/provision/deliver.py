@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orgscim.keycloak.client import (
+    BadRequest,
     Conflict,
     Forbidden,
     KeycloakAdmin,
@@ -165,10 +166,9 @@ class Deliverer:
         attrs.update(rep["attributes"])
         if ATTR_EXTERNAL_ID not in rep["attributes"]:
             attrs.pop(ATTR_EXTERNAL_ID, None)
-        update: dict[str, Any] = {"firstName": rep["firstName"], "lastName": rep["lastName"],
-                                  "email": rep["email"], "attributes": attrs}
-        if rep["username"] != user.get("username"):
-            update["username"] = rep["username"]
+        # Keycloak 26 wants the username in every PUT (user profile), even when it does not change.
+        update: dict[str, Any] = {"username": rep["username"], "firstName": rep["firstName"],
+                                  "lastName": rep["lastName"], "email": rep["email"], "attributes": attrs}
         member = admin.is_member(org.org_id, link.kc_id)
         if explicit:
             update["enabled"] = self._enabled_after(org, admin, link, user, want_active)
@@ -179,6 +179,13 @@ class Deliverer:
         except Conflict as e:
             raise Refused("uniqueness", f"Keycloak refused the new username/email: {e}", rep["username"],
                           None) from None
+        except BadRequest as e:
+            if rep["username"] == user.get("username") or "read-only" not in str(e):
+                raise
+            # The realm forbids renames (editUsernameAllowed=false): apply the rest, report the rename.
+            update["username"] = user.get("username")
+            admin.update_user(link.kc_id, update)
+            self.sync.report(org.pk, "User", rid, "username_not_editable", rep["username"], user.get("username"))
         kept = admin.get_user(link.kc_id).get("attributes") or {}
         if kept.get(ATTR_ID) != [rid]:
             raise Refused("attributes_dropped", "Keycloak dropped orgscim's user-profile attributes",

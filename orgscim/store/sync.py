@@ -105,6 +105,17 @@ class SyncStore:
         rows = self.db.all(f"SELECT * FROM outbox WHERE {' AND '.join(where)} ORDER BY pk LIMIT ?", [*params, limit])
         return [OutboxItem.from_sql(r) for r in rows]
 
+    def prune(self, days: int) -> dict[str, int]:
+        """Delete delivered outbox entries, audit events and resolved drift older than ``days``."""
+        cutoff = later(-days * 86400)
+        with self.db.transaction() as conn:
+            return {
+                "outbox": conn.execute("DELETE FROM outbox WHERE done IS NOT NULL AND done < ?", (cutoff,)).rowcount,
+                "events": conn.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount,
+                "drift": conn.execute("DELETE FROM drift WHERE resolved IS NOT NULL AND resolved < ?",
+                                      (cutoff,)).rowcount,
+            }
+
     # -- links ----------------------------------------------------------------------------------
     def link(self, org_pk: int, resource_id: str) -> Link | None:
         r = self.db.one("SELECT * FROM kc_links WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))

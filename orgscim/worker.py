@@ -1,0 +1,82 @@
+"""``orgscim worker``: APScheduler in its own process, never inside the web workers (DESIGN §7).
+
+Every job takes a lease in SQLite named after it for (almost) one interval and does not give it back, so
+two workers started by mistake still run each job once per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from .services import Services
+
+log = logging.getLogger("orgscim.worker")
+
+DEFAULT_INTERVALS = {"outbox": 5, "reconcile": 3600, "jwks": 900, "housekeeping": 3600}
+
+
+@dataclass
+class Job:
+    name: str
+    interval: float
+    run: Callable[[], Any]
+
+
+class Worker:
+    def __init__(self, services: Services, intervals: dict[str, float] | None = None) -> None:
+        self.services = services
+        cfg = services.config
+        self.intervals = {k: float(cfg.get(f"WORKER_{k.upper()}_SECONDS", v)) for k, v in DEFAULT_INTERVALS.items()}
+        self.intervals.update(intervals or {})
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs = [Job(name, self.intervals[name], fn) for name, fn in self.job_functions().items()]
+        self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
+
+    def job_functions(self) -> dict[str, Callable[[], Any]]:
+        return {"outbox": self.services.deliverer.deliver_all, "housekeeping": self.housekeeping}
+
+    def run_once(self, job: Job) -> bool:
+        """Run ``job`` if no other worker ran it during this interval; True if it ran here."""
+        if not self.services.sync.acquire(f"job:{job.name}", self.holder, job.interval * 0.9):
+            return False
+        try:
+            result = job.run()
+            self.runs[job.name] += 1
+            log.debug("job %s: %s", job.name, result)
+        except Exception:  # noqa: BLE001 - a failing job must not stop the scheduler
+            log.exception("job %s failed; it runs again next interval", job.name)
+        return True
+
+    def housekeeping(self) -> dict[str, int]:
+        """Prune delivered outbox entries and old events past retention."""
+        days = int(self.services.config.get("RETENTION_DAYS", 30))
+        return self.services.sync.prune(days)
+
+    def serve(self) -> None:
+        scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        for job in self.jobs:
+            scheduler.add_job(self.run_once, "interval", args=[job], seconds=job.interval, id=job.name,
+                              next_run_time=_soon())
+
+        def stop(signum: int, _frame: object) -> None:
+            log.info("signal %s: stopping after the running job", signum)
+            scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("worker %s started: %s", self.holder, ", ".join(f"{j.name} every {j.interval:g}s" for j in self.jobs))
+        scheduler.start()
+
+
+def _soon() -> Any:
+    from datetime import datetime
+
+    return datetime.now()
