@@ -331,6 +331,8 @@ def serve(host: str, port: int, workers: int, dev: bool) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 60)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn 27+: no socket under $HOME
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app
