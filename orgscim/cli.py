@@ -151,10 +151,17 @@ def _org(services: Services, realm_name: str, org_id: str) -> Any:
 @click.option("--realm", "realm_name")
 @click.option("--json", "as_json", is_flag=True)
 def org_list(realm_name: str | None, as_json: bool) -> None:
-    orgs = _services().orgs.orgs(realm_name)
-    _emit([o.public() for o in orgs], as_json, "\n".join(
-        f"{o.realm}\t{o.org_id}\t{o.auth_mode}\t{'serving' if o.serving else 'closed'}" for o in orgs)
-        or "no orgs configured")
+    """Configured orgs, and organizations reconcile found in Keycloak without a SCIM config."""
+    services = _services()
+    orgs = [{**o.public(), "configured": True} for o in services.orgs.orgs(realm_name)]
+    orgs += services.orgs.discovered(realm_name)
+    def status(o: dict[str, Any]) -> str:
+        if not o["configured"]:
+            return "not configured"
+        return "serving" if o["serving"] else "vanished" if o.get("vanished") else "closed"
+
+    _emit(orgs, as_json, "\n".join(f"{o['realm']}\t{o['orgId']}\t{o.get('authMode') or '-'}\t{status(o)}"
+                                   for o in orgs) or "no orgs")
 
 
 @org.command("show")
@@ -287,6 +294,66 @@ def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry
         f"{i.pk}\t{i.action}\t{i.resource_id}\tattempts {i.attempts}\t{i.done or 'pending'}\t{i.last_error or ''}"
         for i in items) or "outbox empty")
     sys.exit(1 if any(i.done is None for i in items) else 0)
+
+
+@main.command()
+@click.option("--realm", "realm_name")
+@click.option("--org", "org_id")
+@click.option("--dry-run", "dry_run", is_flag=True, help="compare and print; write nothing anywhere")
+@click.option("--repair", is_flag=True, help="make Keycloak match SCIM for what orgscim owns")
+@click.option("--json", "as_json", is_flag=True)
+def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair: bool, as_json: bool) -> None:
+    """Compare SCIM state with Keycloak and record drift (exit 1 if drift remains)."""
+    from .provision.reconcile import Reconciler
+
+    if dry_run and repair:
+        raise click.UsageError("--dry-run and --repair exclude each other")
+    services = _services()
+    if not services.keycloak_configured:
+        raise click.ClickException("reconcile needs Keycloak: set ORGSCIM_KEYCLOAK_URL (see README, Configuration)")
+    mode = "dry-run" if dry_run else "repair" if repair else "report"
+    counts = {"members": 0}
+    bar = None
+    if sys.stderr.isatty() and not as_json:
+        bar = click.progressbar(length=0, label="reconciling", file=sys.stderr, show_pos=True)
+        bar.__enter__()
+
+    def progress(what: str, n: int) -> None:
+        counts[what] = counts.get(what, 0) + n
+        if bar is not None:
+            bar.length = counts[what]
+            bar.update(n)
+
+    try:
+        summary = Reconciler(services, mode, progress).run(realm_name, org_id)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    data = {"mode": mode, "orgs": summary.orgs, "users": summary.users, "groups": summary.groups,
+            "keycloakMembers": counts["members"], "discovered": summary.discovered, "vanished": summary.vanished,
+            "repaired": summary.repaired, "drift": summary.findings}
+    lines = [f"{d['orgId']}\t{d['resourceType']} {d['resourceId']}\t{d['kind']}" for d in summary.findings]
+    lines.append(f"{mode}: {summary.orgs} orgs, {summary.users} users, {summary.groups} groups, "
+                 f"{counts['members']} Keycloak members; {len(summary.findings)} differences"
+                 + (f", {summary.repaired} repaired" if repair else "")
+                 + (f"; {summary.discovered} organizations without SCIM config" if summary.discovered else ""))
+    _emit(data, as_json, "\n".join(lines))
+    sys.exit(1 if summary.findings else 0)
+
+
+@main.command()
+@click.option("--org", "org_id")
+@click.option("--all", "include_resolved", is_flag=True, help="include resolved records")
+@click.option("--json", "as_json", is_flag=True)
+def drift(org_id: str | None, include_resolved: bool, as_json: bool) -> None:
+    """Recorded differences between SCIM and Keycloak (exit 1 if any is open)."""
+    services = _services()
+    rows = [d for o in services.orgs.orgs() if org_id in (None, o.org_id)
+            for d in services.sync.drift(o.pk, open_only=not include_resolved)]
+    _emit(rows, as_json, "\n".join(
+        f"{d['orgId']}\t{d['resourceType']} {d['resourceId']}\t{d['kind']}\tsince {d['firstSeen']}"
+        + (f"\tresolved {d['resolved']}" if d["resolved"] else "") for d in rows) or "no drift")
+    sys.exit(1 if any(d["resolved"] is None for d in rows) else 0)
 
 
 @main.command()

@@ -41,7 +41,16 @@ class Worker:
         self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
 
     def job_functions(self) -> dict[str, Callable[[], Any]]:
-        return {"outbox": self.services.deliverer.deliver_all, "housekeeping": self.housekeeping}
+        return {"outbox": self.services.deliverer.deliver_all, "reconcile": self.reconcile,
+                "housekeeping": self.housekeeping}
+
+    def reconcile(self) -> dict[str, int]:
+        from .provision.reconcile import Reconciler
+
+        if not self.services.keycloak_configured:
+            return {}
+        summary = Reconciler(self.services, "report").run()
+        return {"orgs": summary.orgs, "drift": len(summary.findings), "repaired": summary.repaired}
 
     def run_once(self, job: Job) -> bool:
         """Run ``job`` if no other worker ran it during this interval; True if it ran here."""

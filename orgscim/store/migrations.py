@@ -126,4 +126,18 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX ix_drift_org ON drift(org_pk, resolved)",
         "CREATE UNIQUE INDEX ux_drift_open ON drift(org_pk, resource_id, kind) WHERE resolved IS NULL",
     ],
+    # 3: organizations as Keycloak lists them (discovered / vanished) for reconcile.
+    [
+        """CREATE TABLE kc_orgs (
+            realm TEXT NOT NULL,
+            org_id TEXT NOT NULL,
+            name TEXT,
+            alias TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            vanished TEXT,
+            PRIMARY KEY (realm, org_id)
+        )""",
+        "ALTER TABLE orgs ADD COLUMN vanished TEXT",
+    ],
 ]

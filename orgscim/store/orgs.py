@@ -24,24 +24,25 @@ class Org:
     realm_enabled: bool
     created: str
     updated: str
+    vanished: str | None = None
 
     @property
     def serving(self) -> bool:
-        """SCIM answers only when the realm flag is on and the org is enabled (DESIGN §2)."""
-        return self.realm_enabled and self.enabled
+        """SCIM answers only when the realm flag is on, the org is enabled and it still exists in Keycloak."""
+        return self.realm_enabled and self.enabled and self.vanished is None
 
     @classmethod
     def from_sql(cls, r: sqlite3.Row) -> Org:
         return cls(r["pk"], r["realm"], r["org_id"], bool(r["enabled"]), r["auth_mode"],
                    json.loads(r["auth_config"]), r["federation"], json.loads(r["settings"]),
-                   bool(r["realm_enabled"]), r["created"], r["updated"])
+                   bool(r["realm_enabled"]), r["created"], r["updated"], r["vanished"])
 
     def public(self) -> dict[str, Any]:
         """What listings show: never credentials."""
         return {"realm": self.realm, "orgId": self.org_id, "enabled": self.enabled, "authMode": self.auth_mode,
                 "authConfig": self.auth_config, "federation": self.federation, "settings": self.settings,
                 "realmScimEnabled": self.realm_enabled, "serving": self.serving, "created": self.created,
-                "updated": self.updated}
+                "updated": self.updated, "vanished": self.vanished}
 
 
 @dataclass
@@ -124,6 +125,35 @@ class OrgStore:
     def org_counts(self, org_pk: int) -> dict[str, int]:
         rows = self.db.all("SELECT type, count(*) FROM resources WHERE org_pk = ? GROUP BY type", (org_pk,))
         return {r[0]: r[1] for r in rows}
+
+    def set_vanished(self, org_pk: int, when: str | None) -> None:
+        """Close (or reopen) an org whose Keycloak organization disappeared; its data is kept."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE orgs SET vanished = ? WHERE pk = ?", (when, org_pk))
+
+    def seen_in_keycloak(self, realm: str, orgs: list[dict[str, Any]]) -> None:
+        """Record organizations Keycloak lists now (see :meth:`close_unseen` for the ones it stopped listing)."""
+        ts = now()
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO kc_orgs (realm, org_id, name, alias, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (realm, org_id) DO UPDATE SET name = excluded.name, alias = excluded.alias, "
+                "last_seen = excluded.last_seen, vanished = NULL",
+                [(realm, o["id"], o.get("name"), o.get("alias"), ts, ts) for o in orgs])
+
+    def close_unseen(self, realm: str, run_start: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE kc_orgs SET vanished = ? WHERE realm = ? AND last_seen < ? AND vanished IS NULL",
+                         (now(), realm, run_start))
+
+    def discovered(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """Organizations Keycloak lists that have no SCIM config (SCIM off until configured)."""
+        rows = self.db.all(
+            "SELECT k.* FROM kc_orgs k LEFT JOIN orgs o ON o.realm = k.realm AND o.org_id = k.org_id "
+            "WHERE o.pk IS NULL AND k.vanished IS NULL AND (? IS NULL OR k.realm = ?) ORDER BY k.realm, k.name",
+            (realm, realm))
+        return [{"realm": r["realm"], "orgId": r["org_id"], "name": r["name"], "alias": r["alias"],
+                 "firstSeen": r["first_seen"], "serving": False, "configured": False} for r in rows]
 
     # credentials
     def add_credential(self, org_pk: int, cred_id: str, kind: str, hash_: str, username: str | None = None,

@@ -200,6 +200,21 @@ class SyncStore:
         with self.db.transaction() as conn:
             return conn.execute(sql, params).rowcount
 
+    def resolve_unseen(self, org_pk: int, since: str) -> int:
+        """Resolve the org's open drift not reported again since ``since`` (the difference went away)."""
+        with self.db.transaction() as conn:
+            return conn.execute("UPDATE drift SET resolved = ? WHERE org_pk = ? AND resolved IS NULL AND last_seen < ?",
+                                (now(), org_pk, since)).rowcount
+
+    def enqueue(self, org_pk: int, entries: Sequence[Any]) -> None:
+        """Outbox entries not tied to a SCIM write (reconcile repairs)."""
+        ts = now()
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO outbox (org_pk, resource_type, resource_id, action, payload, created, next_attempt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(org_pk, e.resource_type, e.resource_id, e.action, json.dumps(e.payload), ts, ts) for e in entries])
+
     def drift(self, org_pk: int | None = None, open_only: bool = True) -> list[dict[str, Any]]:
         where = ["1"]
         params: list[Any] = []
