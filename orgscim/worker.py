@@ -60,8 +60,10 @@ class Worker:
             result = job.run()
             self.runs[job.name] += 1
             log.debug("job %s: %s", job.name, result)
-        except Exception:  # noqa: BLE001 - a failing job must not stop the scheduler
+            self.services.orgs.event(None, f"job.{job.name}", {"worker": self.holder, "result": _plain(result)})
+        except Exception as e:  # noqa: BLE001 - a failing job must not stop the scheduler
             log.exception("job %s failed; it runs again next interval", job.name)
+            self.services.orgs.event(None, f"job.{job.name}.failed", {"worker": self.holder, "error": str(e)[:300]})
         return True
 
     def housekeeping(self) -> dict[str, int]:
@@ -89,3 +91,10 @@ def _soon() -> Any:
     from datetime import datetime
 
     return datetime.now()
+
+
+def _plain(result: Any) -> Any:
+    """Job results as JSON-able data for the audit event."""
+    if result is None or isinstance(result, (int, float, str, dict, list)):
+        return result
+    return getattr(result, "__dict__", str(result))
