@@ -12,7 +12,7 @@ import pytest
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.provision.reconcile import Reconciler
 
-from .test_provisioning import PATCH, Scim, kc_user, okta_user, scim_for, uniq  # noqa: F401 (fixture)
+from .scimkit import PATCH, Scim, kc_user, okta_user, uniq
 
 pytestmark = pytest.mark.keycloak
 
