@@ -106,3 +106,12 @@ def temp_org(kc_admin: KeycloakAdmin) -> Iterator[dict[str, Any]]:
         kc_admin.delete_organization(org_id)
     except NotFound:
         pass
+
+
+@pytest.fixture
+def scim_for(keycloak: Any, tmp_path: Path) -> Callable[..., Any]:
+    """``scim_for(org_id, federation=…, fed={…}, **org_options)`` → a ``scimkit.Scim`` for a fresh orgscim app
+    in front of the session's Keycloak."""
+    from .scimkit import make_scim
+
+    return lambda org_id, **kw: make_scim(keycloak, tmp_path, org_id, **kw)
