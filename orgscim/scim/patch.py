@@ -203,7 +203,15 @@ class Patcher:
         box = self.container(t, create=kind != "remove")
         if box is None:
             return
+        try:
+            self._apply_attr(kind, box, t, value)
+        finally:
+            if t.schema is not None and not self.data.get(t.schema):
+                self.data.pop(t.schema, None)  # an emptied extension is unassigned, never returned as {}
+
+    def _apply_attr(self, kind: str, box: dict[str, Any], t: Target, value: Any) -> None:
         a = t.attr
+        assert a is not None
         where = a.name + (f".{t.sub.name}" if t.sub else "")
         if a.multi:
             self.apply_multi(kind, box, t, value, where)
@@ -223,7 +231,7 @@ class Patcher:
                 current.pop(t.sub.name, None)
             else:
                 self._set(current, t.sub.name, coerce(t.sub, value, where))
-            self._set(box, a.name, current)
+            self._set(box, a.name, current or None)
         elif a.complex:
             if kind == "remove":
                 box.pop(a.name, None)
@@ -239,11 +247,9 @@ class Patcher:
                 new = merged
             elif new is not None:
                 new = {**(box.get(a.name) or {}), **new}
-            self._set(box, a.name, new)
+            self._set(box, a.name, new or None)
         else:
             self._set(box, a.name, None if kind == "remove" else coerce(a, value, where))
-        if t.schema is not None and not self.data.get(t.schema):
-            self.data.pop(t.schema, None)
 
     def apply_multi(self, kind: str, box: dict[str, Any], t: Target, value: Any, where: str) -> None:
         a = t.attr

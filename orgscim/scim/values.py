@@ -37,8 +37,8 @@ def coerce_one(defn: Attr, value: Any, where: str) -> Any:
     if empty(value):
         return _UNSET
     if defn.complex:
-        if isinstance(value, str) and defn.sub("value"):
-            value = {"value": value}  # manager: "271"  (QUIRKS #7)
+        if isinstance(value, str) and defn.sub("value") and not defn.multi:
+            value = {"value": value}  # manager: "271"  (QUIRKS #7); never for multi-valued ("emails": "x")
         if not isinstance(value, dict):
             raise invalid_value(f"{where} must be an object")
         out = {}

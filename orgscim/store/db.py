@@ -39,6 +39,8 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # SQLite's lower() folds ASCII only; filters need the same folding as Python's str.lower()
+            conn.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
             self._local.conn = conn
         return conn
 
@@ -102,3 +104,7 @@ class Database:
             self.conn.backup(dst)
         finally:
             dst.close()
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value

@@ -98,10 +98,10 @@ class ResourceStore:
     def search(self, rtype: str, where: Node | None, sort: AttrRef | None, descending: bool,
                start: int, count: int) -> tuple[int, list[Row]]:
         """Total matches and one page (``start`` is 0-based here), in a stable order."""
-        comp = Compiler(rtype)
-        cond = comp.compile(where) if where is not None else "1"
+        comp = Compiler(rtype, self.org_pk)
+        cond = comp.where(where) if where is not None else "1"
         params = [self.org_pk, rtype, *comp.params]
-        base = f"FROM resources r WHERE r.org_pk = ? AND r.type = ? AND {cond}"
+        base = f"FROM {comp.table} WHERE r.org_pk = ? AND r.type = ? AND {cond}"
         total = self.db.one(f"SELECT count(*) {base}", params)[0]
         if count <= 0 or start >= total:
             return total, []

@@ -1,12 +1,14 @@
 """Compile a resolved SCIM filter (``orgscim.scim.filter``) into SQL over the ``resources`` table.
 
-Case-insensitive attributes compare on ``lower()``; ``userName``/group ``displayName``, ``id``,
+Case-insensitive attributes compare lower-cased: ``lower()``, or for non-ASCII values ``unicode_lower()`` (Python's
+``str.lower``, registered by :mod:`.db`: the folding used for stored keys). ``userName``/group ``displayName``, ``id``,
 ``externalId`` and ``emails.value`` hit indexed columns or the ``emails`` side table, so the lookups IdPs
 make before every create never scan an org (issue #2, "Filters run in SQL").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,13 +19,18 @@ from orgscim.scim.filter import And, AttrRef, Compare, Node, Not, Or, Present, V
 from orgscim.scim.schemas import GROUP, USER, Attr
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_PLUS_AS_SPACE = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d(?::?\d\d)?)")
 
 
 def parse_time(value: Any) -> str:
     """Normalise a filter's dateTime (any offset, Entra's odd zones included) to our stored UTC form."""
     if not isinstance(value, str):
         raise invalid_filter("dateTime comparisons need a string value")
-    text = value.strip().replace(" ", "T")
+    text = value.strip()
+    m = _PLUS_AS_SPACE.fullmatch(text)
+    if m:  # an unencoded "+05:30" arrives as " 05:30" after form decoding (QUIRKS #12)
+        text = f"{m.group(1)}T{m.group(2)}+{m.group(3)}"
+    text = text.replace(" ", "T")
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
@@ -49,12 +56,29 @@ def _json_path(*names: str) -> str:
 
 
 class Compiler:
-    """Turns a resolved filter into ``(sql, params)`` for resources aliased ``r``."""
+    """Turns a resolved filter into ``(sql, params)`` for resources aliased ``r``.
 
-    def __init__(self, rtype: str) -> None:
+    With ``org_pk``, :meth:`where` also decides the table clause (:attr:`table`): a filter whose top-level
+    conjuncts hold an ``emails`` value equality is driven from the ``emails`` index by rowid, because SQLite's
+    planner (no statistics) would otherwise walk every resource of the org's ``(org_pk, type)`` index.
+    """
+
+    def __init__(self, rtype: str, org_pk: int | None = None) -> None:
         self.rtype = rtype
+        self.org_pk = org_pk
         self.params: list[Any] = []
         self.in_element = False
+        self.by_pk = False
+
+    @property
+    def table(self) -> str:
+        """The FROM clause for ``resources r`` that the compiled condition is meant for."""
+        return "resources r NOT INDEXED" if self.by_pk else "resources r"
+
+    def where(self, node: Node) -> str:
+        """Compile a whole filter (the top level of a WHERE clause) and choose :attr:`table`."""
+        self.by_pk = self.org_pk is not None and _email_lookup(node)
+        return self.compile(node)
 
     def compile(self, node: Node) -> str:
         if isinstance(node, And):
@@ -136,7 +160,9 @@ class Compiler:
             value = "true" if value else "false"
         value = str(value) if not isinstance(value, str) else value
         if expr.kind == "string":
-            return f"lower({expr.sql})", value.lower()
+            # unicode_lower (str.lower, see db.py) where SQLite's ASCII-only lower() would disagree with it
+            fold = "lower" if value.isascii() else "unicode_lower"
+            return f"{fold}({expr.sql})", value.lower()
         if expr.kind == "lc":
             return expr.sql, value.lower()
         return expr.sql, value
@@ -168,12 +194,16 @@ class Compiler:
         sql = self._element_exists(
             f"SELECT 1 FROM json_each(r.data, '{_json_path(*names)}') j WHERE 1",
             inner, lambda sub: Expr(f"json_extract(j.value, '{_json_path(sub.name)}')", _kind(sub)))
-        if name == "emails":
+        if name == "emails" and not _ext_prefix(ref):
             value = _indexed_email(inner)
-            if value is not None:
-                self.params.insert(first_param, value.lower())  # its "?" comes before the EXISTS
-                sql = (f"(r.pk IN (SELECT res_pk FROM emails WHERE org_pk = r.org_pk AND value_lc = ?)"
-                       f" AND {sql})")
+            if value is not None:  # its "?"s come before the EXISTS
+                if self.org_pk is None:
+                    self.params.insert(first_param, value.lower())
+                    org = "r.org_pk"
+                else:  # not correlated: the emails index can drive the query (see ``where``)
+                    self.params[first_param:first_param] = [self.org_pk, value.lower()]
+                    org = "?"
+                sql = f"(r.pk IN (SELECT res_pk FROM emails WHERE org_pk = {org} AND value_lc = ?) AND {sql})"
         return sql
 
     def _element_exists(self, base: str, inner: Node, column: Callable[[Attr], Expr]) -> str:
@@ -214,6 +244,21 @@ def _kind(defn: Attr) -> str:
     if defn.type in ("string", "reference", "binary") and not defn.case_exact:
         return "string"
     return "exact"
+
+
+def _email_lookup(node: Node) -> bool:
+    """True if a top-level conjunct of ``node`` is an indexed ``emails`` value equality."""
+    if isinstance(node, And):
+        return _email_lookup(node.left) or _email_lookup(node.right)
+    if isinstance(node, ValuePath):
+        ref, inner = node.path, node.expr
+    elif isinstance(node, Compare) and node.path.attr is not None and node.path.attr.multi:
+        ref = node.path
+        inner = Compare(AttrRef(None, ref.sub.name if ref.sub else "", None, ref.attr, ref.sub), node.op, node.value)
+    else:
+        return False
+    return ref.attr is not None and ref.attr.name == "emails" and not _ext_prefix(ref) and \
+        _indexed_email(inner) is not None
 
 
 def _indexed_email(node: Node) -> str | None:
