@@ -136,7 +136,7 @@ class Reconciler:
         pending = {i.resource_id for i in self.services.sync.outbox(org.pk)}
         with ReconcileScratch(self.services.db, org.pk) as scratch:
             batch: list[dict[str, Any]] = []
-            for member in admin.iter_members(org.org_id, brief=False):
+            for member in admin.iter_members(org.org_id, brief=False, page_size=200):
                 batch.append(member)
                 if len(batch) == 200:
                     self.progress("members", scratch.add_members(batch))
