@@ -54,3 +54,4 @@ def test_two_worker_processes_run_each_job_once_per_interval(tmp_path: Path) -> 
         assert len(times) <= run_for / 2 + 1, (kind, len(times))  # never twice per interval
         assert len(times) >= 3, (kind, len(times))  # but it does run every interval
         assert min(gaps) > 1.5, (kind, gaps)
+

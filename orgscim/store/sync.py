@@ -116,6 +116,25 @@ class SyncStore:
                                       (cutoff,)).rowcount,
             }
 
+    def metrics(self) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
+        """(name, type, help, [(labels, value)]) for ``/metrics``: all from SQLite, cheap indexed counts."""
+        pending = self.db.all("SELECT o.realm, o.org_id, count(*), min(x.created) FROM outbox x JOIN orgs o ON "
+                              "o.pk = x.org_pk WHERE x.done IS NULL GROUP BY x.org_pk")
+        drift = self.db.all("SELECT o.realm, o.org_id, d.kind, count(*) FROM drift d JOIN orgs o ON o.pk = d.org_pk "
+                            "WHERE d.resolved IS NULL GROUP BY d.org_pk, d.kind")
+        orgs = self.db.all("SELECT count(*), sum(o.enabled AND o.vanished IS NULL AND COALESCE(r.scim_enabled, 0)) "
+                           "FROM orgs o LEFT JOIN realms r ON r.name = o.realm").pop()
+        resources = self.db.all("SELECT type, count(*) FROM resources GROUP BY type")
+        return [
+            ("outbox_pending", "gauge", "Keycloak changes not delivered yet",
+             [({"realm": r[0], "org": r[1]}, r[2]) for r in pending]),
+            ("drift_open", "gauge", "open differences between SCIM state and Keycloak",
+             [({"realm": r[0], "org": r[1], "kind": r[2]}, r[3]) for r in drift]),
+            ("orgs", "gauge", "configured organizations", [({}, orgs[0] or 0)]),
+            ("orgs_serving", "gauge", "organizations whose SCIM endpoint is open", [({}, orgs[1] or 0)]),
+            ("resources", "gauge", "SCIM resources stored", [({"type": r[0]}, r[1]) for r in resources]),
+        ]
+
     # -- links ----------------------------------------------------------------------------------
     def link(self, org_pk: int, resource_id: str) -> Link | None:
         r = self.db.one("SELECT * FROM kc_links WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))
