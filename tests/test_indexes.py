@@ -108,3 +108,22 @@ def test_email_lookup_stays_inside_the_org(db: Database) -> None:
     node = flt.resolve(flt.parse('emails[type eq "work"].value eq "SAME@example.com"'), USER_TYPE)
     total, rows = mine.search("User", node, None, False, 0, 10)
     assert (total, [r.id for r in rows]) == (1, [mine_row.id])
+
+
+def test_unfiltered_page_reads_in_pk_order_without_sorting_the_org(db: Database) -> None:
+    """``GET /Users?startIndex=…`` pages in pk order straight from an index (no temp B-tree over the org)."""
+    store = ResourceStore(db, 1)
+    for i in range(3):
+        store.create("User", {"userName": f"u{i}"}, f"u{i}", None)
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    try:
+        total, rows = store.search("User", None, None, False, 1, 1)
+    finally:
+        db.conn.set_trace_callback(None)
+    assert total == 3 and [r.data["userName"] for r in rows] == ["u1"]
+    selects = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "FROM resources" in s]
+    assert len(selects) == 2, selects
+    for sql in selects:
+        steps = plan(db, sql, [])
+        assert not any("TEMP B-TREE" in s or re.match(r"SCAN (r|resources)\b", s) for s in steps), (sql, steps)

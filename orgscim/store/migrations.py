@@ -140,4 +140,8 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "ALTER TABLE orgs ADD COLUMN vanished TEXT",
     ],
+    # 4: unfiltered listing pages in pk order without sorting the org: (org_pk, type) + implicit rowid.
+    [
+        "CREATE INDEX ix_resources_org_type_pk ON resources(org_pk, type)",
+    ],
 ]
