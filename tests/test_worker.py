@@ -55,3 +55,22 @@ def test_two_worker_processes_run_each_job_once_per_interval(tmp_path: Path) -> 
         assert len(times) >= 3, (kind, len(times))  # but it does run every interval
         assert min(gaps) > 1.5, (kind, gaps)
 
+
+
+def test_housekeeping_purges_vanished_orgs_after_retention(tmp_path: Path) -> None:
+    db = Database(tmp_path / "h.sqlite3")
+    db.upgrade()
+    services = Services(db, {"RETENTION_DAYS": 30})
+    services.orgs.set_realm("r", True)
+    old = services.configure_org("r", "old", "EXTERNAL_SECRET")
+    recent = services.configure_org("r", "recent", "EXTERNAL_SECRET")
+    from orgscim.store.resources import ResourceStore
+
+    for org in (old, recent):
+        ResourceStore(db, org.pk).create("User", {"userName": "u"}, "u", None)
+    services.orgs.set_vanished(old.pk, "2020-01-01T00:00:00.000000Z")
+    services.orgs.set_vanished(recent.pk, "2999-01-01T00:00:00.000000Z")
+    assert Worker(services).housekeeping()["orgs"] == 1
+    assert services.orgs.org("r", "old") is None
+    assert db.one("SELECT count(*) FROM resources WHERE org_pk = ?", (old.pk,))[0] == 0
+    assert services.orgs.org_counts(recent.pk) == {"User": 1}  # still within retention: kept

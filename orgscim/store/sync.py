@@ -106,7 +106,7 @@ class SyncStore:
         return [OutboxItem.from_sql(r) for r in rows]
 
     def prune(self, days: int) -> dict[str, int]:
-        """Delete delivered outbox entries, audit events and resolved drift older than ``days``."""
+        """Delete delivered outbox entries, audit events, resolved drift and vanished orgs older than ``days``."""
         cutoff = later(-days * 86400)
         with self.db.transaction() as conn:
             return {
@@ -114,6 +114,10 @@ class SyncStore:
                 "events": conn.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount,
                 "drift": conn.execute("DELETE FROM drift WHERE resolved IS NOT NULL AND resolved < ?",
                                       (cutoff,)).rowcount,
+                # organizations that vanished from Keycloak longer ago than the retention period, with all
+                # their SCIM data (foreign keys cascade)
+                "orgs": conn.execute("DELETE FROM orgs WHERE vanished IS NOT NULL AND vanished < ?",
+                                     (cutoff,)).rowcount,
             }
 
     def metrics(self) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
