@@ -264,8 +264,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+class _PortClash(RuntimeError):
+    """Another process got one of our ports first."""
+
+
+_PORT_CLASH = re.compile(r"already in use|in use by another|already bound|BindException", re.IGNORECASE)
+
+
 def _dev_build_dir(dist: Path, key: str) -> Path:
     return dist / ".orgscim-dev-builds" / key / "quarkus"
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether *port* on *host* can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _make_run_home(dist: Path, run_dir: Path, realm_files: Sequence[Path], build_key: str) -> Path:
@@ -384,6 +401,7 @@ class KeycloakDev:
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
         self.realms: list[str] = []
+        self._realm_jsons: list[dict[str, Any]] = []
         self._proc: subprocess.Popen | None = None
         self._log_fh = None
         self._run_home: Path | None = None
@@ -423,23 +441,24 @@ class KeycloakDev:
             self.dist = ensure_distribution(self.version)
         java_home = self._java_home or find_java_home(required_java(self.version))
         attempts = 1 if (self._want_http_port or self._want_mgmt_port) else 3
-        last_error: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
                 self._launch(files, java_home)
                 self._wait_ready()
                 break
-            except RuntimeError as exc:
-                last_error = exc
-                port_clash = "already in use" in str(exc) or "already bound" in str(exc)
+            except _PortClash as exc:
                 self._terminate()
-                self._cleanup_work_dir(force=not port_clash or attempt == attempts)
-                if not port_clash or attempt == attempts:
-                    raise
-                _log(f"port clash, retrying on other ports (attempt {attempt + 1}/{attempts})")
-        else:  # pragma: no cover - loop always breaks or raises
-            raise RuntimeError(str(last_error))
-        self.realms = [json.loads(f.read_text()).get("realm", "") for f in files]
+                if attempt == attempts:
+                    self._cleanup_work_dir(keep_log=True)
+                    raise RuntimeError(str(exc)) from None
+                self._cleanup_work_dir()
+                _log(f"port clash ({exc.args[0].splitlines()[0]}); retrying on other ports")
+            except BaseException:
+                self._terminate()
+                self._cleanup_work_dir(keep_log=True)
+                raise
+        self._realm_jsons = [json.loads(f.read_text()) for f in files]
+        self.realms = [r.get("realm", "") for r in self._realm_jsons]
         if seed:
             try:
                 for f in files:
@@ -451,6 +470,9 @@ class KeycloakDev:
 
     def _launch(self, files: Sequence[Path], java_home: str | None) -> None:
         assert self.dist is not None
+        for port in (self._want_http_port, self._want_mgmt_port):
+            if port and not port_is_free(port):
+                raise RuntimeError(f"port {port} on 127.0.0.1 is already in use; choose another one")
         self.http_port = self._want_http_port or free_port()
         self.management_port = self._want_mgmt_port or free_port()
         while self.management_port == self.http_port:
@@ -458,6 +480,7 @@ class KeycloakDev:
         if self._work_dir_arg:
             self.work_dir = self._work_dir_arg
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.work_dir / "kc-home", ignore_errors=True)
         else:
             self.work_dir = Path(tempfile.mkdtemp(prefix="orgscim-kc-"))
         build_key = hashlib.sha256(
@@ -517,13 +540,15 @@ class KeycloakDev:
         while True:
             code = self._proc.poll()
             if code is not None:
-                raise RuntimeError(
-                    f"Keycloak exited with status {code} before it was ready. Last log lines "
-                    f"({self.log_path}):\n{_tail(self.log_path)}"
+                tail = _tail(self.log_path)
+                cls = _PortClash if _PORT_CLASH.search(tail) else RuntimeError
+                raise cls(
+                    f"Keycloak exited with status {code} before it was ready. Last log lines ({self.log_path}):\n{tail}"
                 )
             try:
                 r = requests.get(url, timeout=2)
                 if r.status_code == 200 and r.json().get("status") == "UP":
+                    self._check_identity()
                     break
             except (requests.RequestException, ValueError):
                 pass
@@ -537,6 +562,29 @@ class KeycloakDev:
         _log(f"Keycloak ready at {self.base_url} after {self.startup_seconds:.1f}s")
         if self.dist is not None and self._run_home is not None:
             _save_dev_build(self.dist, self._run_home, self._build_key)
+
+    def _check_identity(self) -> None:
+        """Make sure the server that said UP is ours (a port taken by another server between
+        ``free_port()`` and bind would answer too): it must know our random admin password."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise requests.ConnectionError("our process is gone")  # the loop reports the exit
+        r = requests.post(
+            f"{self.base_url}/realms/master/protocol/openid-connect/token",
+            data={
+                "grant_type": "password",
+                "client_id": "admin-cli",
+                "username": self.admin_user,
+                "password": self.admin_password,
+            },
+            timeout=30,
+        )
+        if r.status_code != 200:
+            if self._proc.poll() is not None:
+                raise requests.ConnectionError("our process is gone")
+            raise _PortClash(
+                f"a server on {self.base_url} / {self.management_url} answered but rejected our admin "
+                f"credentials (HTTP {r.status_code}): another server holds one of the ports"
+            )
 
     def _terminate(self, timeout: float = 30.0) -> None:
         proc = self._proc
@@ -557,9 +605,17 @@ class KeycloakDev:
             self._log_fh.close()
             self._log_fh = None
 
-    def _cleanup_work_dir(self, force: bool = True) -> None:
-        if self.work_dir and not self.keep_work_dir and not self._work_dir_arg and force:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+    def _cleanup_work_dir(self, keep_log: bool = False) -> None:
+        """Remove this run's private home; with *keep_log* only the Keycloak log is left (for failures)."""
+        if not self.work_dir or self.keep_work_dir:
+            return
+        if keep_log or self._work_dir_arg:
+            shutil.rmtree(self.work_dir / "kc-home", ignore_errors=True)
+            if not keep_log and self.log_path:
+                with contextlib.suppress(FileNotFoundError):
+                    self.log_path.unlink()
+            return
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the server (SIGTERM to its process group, SIGKILL after *timeout*) and clean up."""
@@ -611,6 +667,13 @@ class KeycloakDev:
             "admin_user": self.admin_user,
             "admin_password": self.admin_password,
             "realms": self.realms,
+            # confidential clients with their (dev-only) secrets, per realm, from the imported files
+            "clients": {
+                r.get("realm", ""): {
+                    c["clientId"]: c["secret"] for c in r.get("clients") or [] if c.get("secret") and c.get("clientId")
+                }
+                for r in self._realm_jsons
+            },
             "pid": self.pid,
             "log": str(self.log_path) if self.log_path else None,
             "version": self.version,

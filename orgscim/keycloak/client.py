@@ -22,6 +22,9 @@ Facts verified against Keycloak 26.7.3 (see ``tests/keycloak/test_client.py``):
   ``/organizations/{org}/groups/{group}/members`` (GET), ``.../members/{user}`` (PUT add -> 204, 409 if
   already in; DELETE -> 204, also when not in), ``/organizations/{org}/members/{user}/groups`` (GET).
   Adding a user who is not a member of the organization answers 400.
+* ``PUT /users/{id}`` with ``attributes`` rebuilds the whole profile (absent email/names are cleared,
+  absent username is a 400); without ``attributes`` it is a partial update. :meth:`KeycloakAdmin.update_user`
+  makes both behave like the partial update.
 * ``q=attr:value`` user search matches exactly but case-insensitively; values with blanks must be
   quoted. :meth:`KeycloakAdmin.find_users_by_attribute` quotes and re-checks exactly.
 * Service-account roles (realm-management) in 26.7: organization endpoints accept
@@ -90,6 +93,8 @@ _PRE_26_7_EQUIVALENT = {
     "view-identity-providers": "view-realm",
 }
 
+# user-profile fields carried at the top level of UserRepresentation
+_CORE_PROFILE_FIELDS = ("username", "email", "firstName", "lastName")
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _TOKEN_EARLY_REFRESH = 30.0  # seconds before expiry at which a cached token is replaced
 
@@ -256,7 +261,14 @@ class KeycloakAdmin:
         attempt = 0
         while True:
             attempt += 1
-            headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+            try:
+                token = self.token()
+            except KeycloakUnavailable:
+                if attempt < attempts:
+                    self._sleep(attempt)
+                    continue
+                raise
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             kwargs: dict[str, Any] = {"params": params, "headers": headers, "timeout": self.timeout}
             if send_json:
                 kwargs["json"] = json_body
@@ -310,7 +322,9 @@ class KeycloakAdmin:
     ) -> Iterator[JSON]:
         """Yield every item of a list endpoint, fetching ``page_size`` items per request.
 
-        Stops after a short page (or after *limit* items). Only one page is held in memory.
+        Stops after a short page (or after *limit* items). Only one page is held in memory. This is
+        offset paging: items created or deleted while iterating may be missed or seen twice, so
+        callers that must see everything (reconcile) should tolerate that or re-run.
         """
         size = page_size or self.page_size
         first = 0
@@ -653,13 +667,30 @@ class KeycloakAdmin:
         """The user (full representation with attributes); :class:`NotFound` if missing."""
         return self._get(f"/users/{quote(user_id, safe='')}")
 
-    def update_user(self, user_id: str, rep: JSON) -> None:
-        """PUT the user. If *rep* has ``attributes`` they replace **all** attributes (undeclared ones
-        are dropped); without ``attributes`` the stored ones are kept. See :meth:`merge_user_attributes`."""
-        self._no_content("PUT", f"/users/{quote(user_id, safe='')}", rep, True)
+    def update_user(self, user_id: str, rep: JSON, *, current: JSON | None = None) -> None:
+        """Update the user (PUT) with uniform semantics for the core fields.
+
+        Keycloak 26.7's PUT behaves in two ways: without ``attributes`` it is a partial update
+        (absent or ``null`` fields are kept, ``""`` clears one); with ``attributes`` the whole user
+        profile is rebuilt from the body, so an absent ``username`` is a 400 ("User name is missing")
+        and absent ``email``/``firstName``/``lastName`` are **cleared**. This method hides the
+        difference: when *rep* carries ``attributes``, core fields that are absent or ``None`` are
+        filled from the stored user (*current*, or one GET), so only ``""`` clears them.
+
+        ``attributes`` (when given) still replace **all** custom attributes; undeclared ones are
+        dropped. To change a few, use :meth:`merge_user_attributes`.
+        """
+        body = dict(rep)
+        if "attributes" in body:
+            stored = current if current is not None else self.get_user(user_id)
+            for field in _CORE_PROFILE_FIELDS:
+                if body.get(field) is None and stored.get(field) is not None:
+                    body[field] = stored[field]
+        self._no_content("PUT", f"/users/{quote(user_id, safe='')}", body, True)
 
     def merge_user_attributes(self, user_id: str, changes: Mapping[str, list[str] | str | None]) -> JSON:
-        """Set (or, with ``None``, remove) some attributes and keep the others; return the new attributes."""
+        """Set (or, with ``None``, remove) some custom attributes and keep all others (and the core
+        fields); return the resulting attributes."""
         user = self.get_user(user_id)
         attrs: dict[str, list[str]] = dict(user.get("attributes") or {})
         for key, value in changes.items():
@@ -667,7 +698,7 @@ class KeycloakAdmin:
                 attrs.pop(key, None)
             else:
                 attrs[key] = [value] if isinstance(value, str) else list(value)
-        self.update_user(user_id, {"attributes": attrs})
+        self.update_user(user_id, {"attributes": attrs}, current=user)
         return attrs
 
     def delete_user(self, user_id: str) -> None:

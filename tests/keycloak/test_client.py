@@ -181,6 +181,29 @@ def test_user_crud_and_lookups(kc_admin: KeycloakAdmin, make_user) -> None:
         kc_admin.delete_user(uid)
 
 
+def test_update_user_keeps_core_fields_whether_or_not_attributes_are_sent(kc_admin: KeycloakAdmin, make_user) -> None:
+    attr = "orgscimTestUpd"
+    kc_admin.ensure_profile_attributes([attr])
+    username = unique("upd")
+    uid = make_user(username=username, email=f"{username}@acme.example", firstName="F", lastName="L")
+
+    def core() -> tuple:
+        u = kc_admin.get_user(uid)
+        return u["username"], u.get("email"), u.get("firstName"), u.get("lastName"), u.get("attributes")
+
+    # raw Keycloak: a PUT with attributes but without the core fields is refused (username missing)
+    with pytest.raises(BadRequest, match="(?i)user name"):
+        kc_admin.request("PUT", f"/users/{uid}", json_body={"attributes": {attr: ["x"]}})
+    kc_admin.update_user(uid, {"attributes": {attr: ["1"]}})
+    assert core() == (username, f"{username}@acme.example", "F", "L", {attr: ["1"]})
+    kc_admin.update_user(uid, {"lastName": "M", "email": None, "attributes": {attr: ["2"]}})
+    assert core() == (username, f"{username}@acme.example", "F", "M", {attr: ["2"]})
+    kc_admin.update_user(uid, {"firstName": ""})  # "" clears, with or without attributes
+    assert core() == (username, f"{username}@acme.example", None, "M", {attr: ["2"]})
+    kc_admin.update_user(uid, {"email": "", "attributes": {attr: ["3"]}})
+    assert core() == (username, None, None, "M", {attr: ["3"]})
+
+
 def test_duplicate_username_and_email_conflict(kc_admin: KeycloakAdmin, make_user) -> None:
     username = unique("dup")
     make_user(username=username, email=f"{username}@acme.example")
@@ -385,9 +408,10 @@ def test_user_profile_declaration_keeps_attributes(kc_admin: KeycloakAdmin, make
     # merge keeps the others, None removes
     kc_admin.merge_user_attributes(uid, {a_ext: "Ext 2"})
     assert kc_admin.get_user(uid)["attributes"] == {a_id: ["scim-1"], a_ext: ["Ext 2"]}
-    # a PUT with attributes replaces all of them
+    # a PUT with attributes replaces all of them (and keeps the core fields)
     kc_admin.update_user(uid, {"attributes": {a_ext: ["only"]}})
-    assert kc_admin.get_user(uid)["attributes"] == {a_ext: ["only"]}
+    user = kc_admin.get_user(uid)
+    assert user["attributes"] == {a_ext: ["only"]} and user["firstName"] == "Bob"
     kc_admin.merge_user_attributes(uid, {a_ext: None, a_id: ["scim-1"]})
     assert kc_admin.get_user(uid)["attributes"] == {a_id: ["scim-1"]}
 

@@ -106,6 +106,25 @@ def test_get_retried_on_connection_error_and_5xx() -> None:
     assert exc.value.status == 502
 
 
+def test_get_retried_when_token_endpoint_is_down() -> None:
+    kc, sess = admin([_resp(200, 5)], retries=2)
+    real_post = sess.post
+    failures = iter([requests.ConnectionError("down")])
+
+    def flaky_post(url: str, **kwargs: Any) -> requests.Response:
+        exc = next(failures, None)
+        if exc:
+            raise exc
+        return real_post(url, **kwargs)
+
+    sess.post = flaky_post  # type: ignore[method-assign]
+    assert kc.count_organizations() == 5
+    kc2, sess2 = admin([], retries=0)
+    sess2.post = lambda url, **kw: (_ for _ in ()).throw(requests.ConnectionError("down"))  # type: ignore[method-assign]
+    with pytest.raises(KeycloakUnavailable):
+        kc2.count_organizations()
+
+
 def test_writes_are_not_retried() -> None:
     kc, sess = admin([_resp(503)], retries=3)
     with pytest.raises(KeycloakUnavailable):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -48,12 +49,16 @@ def test_distribution_is_cached_and_incomplete_unpack_is_redone(tmp_path: Path) 
 
     # a private cache: unpack, then simulate an interrupted unpack (no marker) -> redone
     cache = tmp_path / "cache"
-    fresh = ensure_distribution(cache_dir=cache)
-    assert fresh == cache / f"keycloak-{kcdev.DEFAULT_VERSION}"
-    (fresh / ".orgscim-unpacked").unlink()
-    (fresh / "bin" / "kc.sh").unlink()
-    again = ensure_distribution(cache_dir=cache)
-    assert (again / "bin" / "kc.sh").is_file() and (again / ".orgscim-unpacked").is_file()
+    try:
+        fresh = ensure_distribution(cache_dir=cache)
+        assert fresh == cache / f"keycloak-{kcdev.DEFAULT_VERSION}"
+        (fresh / ".orgscim-unpacked").unlink()
+        (fresh / "bin" / "kc.sh").unlink()
+        again = ensure_distribution(cache_dir=cache)
+        assert (again / "bin" / "kc.sh").is_file() and (again / ".orgscim-unpacked").is_file()
+        assert not [p for p in cache.iterdir() if p.name.startswith(".keycloak-") and p.is_dir()]  # no staging left
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # ~200 MB
 
 
 def test_cache_dir_defaults_to_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -97,13 +102,40 @@ def test_failed_start_raises_with_log_tail() -> None:
     msg = str(exc.value)
     assert "no-such-option" in msg  # Keycloak's own complaint, from the log tail
     assert not kc.running
+    # the log stays for inspection, the private Keycloak home does not
+    assert kc.log_path is not None and kc.log_path.is_file() and str(kc.log_path) in msg
+    assert kc.work_dir is not None and not (kc.work_dir / "kc-home").exists()
+    shutil.rmtree(kc.work_dir)
 
 
-def test_start_timeout_raises() -> None:
+def test_fixed_port_in_use_fails_at_once() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert not kcdev.port_is_free(port)
+        kc = KeycloakDev(ensure_distribution(), management_port=port, startup_timeout=120)
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match=f"port {port} .* already in use"):
+            kc.start(seed=False)
+        assert time.monotonic() - t0 < 5
+    assert not kc.running
+
+
+def test_start_timeout_raises_and_keeps_the_log() -> None:
     kc = KeycloakDev(ensure_distribution(), startup_timeout=0.5)
     with pytest.raises(RuntimeError, match="did not become ready"):
         kc.start(seed=False)
     assert not kc.running
+    assert kc.work_dir is not None and kc.log_path is not None and kc.log_path.is_file()
+    shutil.rmtree(kc.work_dir)
+
+
+def test_port_clash_is_recognised_in_the_log() -> None:
+    # what Keycloak 26.7.3 logs when it loses the race for a port (seen live)
+    line = "ERROR [org.keycloak.quarkus.runtime.cli.ExecutionExceptionHandler] (main) ERROR: Address already in use"
+    assert kcdev._PORT_CLASH.search(line)  # noqa: SLF001
+    assert not kcdev._PORT_CLASH.search("ERROR: Unknown option: '--no-such-option'")  # noqa: SLF001
 
 
 def test_running_server(keycloak: Any) -> None:
