@@ -9,8 +9,8 @@ into a template database that every test gets a private copy of (SQLite online b
 credential cache (keyed digests, never the secrets) is shared between the per-test apps. Every test still has
 its own database and its own app.
 
-``tests/conformance`` and ``tests/keycloak`` have their own conftest files; nothing here overrides their fixture
-names (``live_server``, ``keycloak``, ``kc_admin`` …).
+The real-Keycloak fixtures (``keycloak``, ``kc_admin`` …) come from ``fixtures_keycloak.py`` (registered below);
+``tests/conformance`` has its own conftest (``live_server``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from orgscim.app import create_app
 from orgscim.cli import main as cli_main
 from orgscim.services import Services
 from orgscim.store.db import Database
+
+pytest_plugins = ["fixtures_keycloak"]
 
 REALM = "r1"
 ORG_A = "org-a"

@@ -166,9 +166,10 @@ class Deliverer:
         attrs.update(rep["attributes"])
         if ATTR_EXTERNAL_ID not in rep["attributes"]:
             attrs.pop(ATTR_EXTERNAL_ID, None)
-        # Keycloak 26 wants the username in every PUT (user profile), even when it does not change.
+        # Keycloak 26 wants the username in every PUT (user profile), even when it does not change. An org
+        # member's email cannot be cleared ("Email not set"): without a SCIM email, Keycloak's is left alone.
         update: dict[str, Any] = {"username": rep["username"], "firstName": rep["firstName"],
-                                  "lastName": rep["lastName"], "email": rep["email"], "attributes": attrs}
+                                  "lastName": rep["lastName"], "email": rep["email"] or None, "attributes": attrs}
         member = admin.is_member(org.org_id, link.kc_id)
         if explicit:
             update["enabled"] = self._enabled_after(org, admin, link, user, want_active)

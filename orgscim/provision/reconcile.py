@@ -207,6 +207,8 @@ class Reconciler:
         for kind, key, want in (("username_changed", "username", rep["username"]),
                                 ("email_changed", "email", rep["email"]),
                                 ("name_changed", "first", rep["firstName"]), ("name_changed", "last", rep["lastName"])):
+            if key == "email" and not want:
+                continue  # no SCIM email: Keycloak keeps its own (an org member's email cannot be cleared)
             if (current[key] or "") != (want or "") and not any(f.kind == kind for f in out):
                 out.append(Finding("User", rid, kind, want, current[key]))
         attrs = current["attrs"]

@@ -33,6 +33,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REALM = "conformance"
+KEYCLOAK_REALM = "orgscim-test"  # the dev realm tests/fixtures_keycloak.py starts
 CHECKERS = ("scim2-tester", "scim-sanity", "replay")
 HEALTH_TIMEOUT = 30.0
 CLI_TIMEOUT = 120.0
@@ -108,6 +109,7 @@ class LiveServer:
     url: str
     instance: Path
     logdir: Path
+    keycloak: bool
     stderr_path: Path
     orgs: dict[str, Org] = field(default_factory=dict)
 
@@ -191,24 +193,49 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real orgscim server on a free loopback port, one enabled realm and one org per checker."""
+@pytest.fixture(scope="session", params=["standalone", "keycloak"])
+def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A real orgscim server on a free loopback port, one enabled realm and one org per checker.
+
+    ``standalone``: no Keycloak (SCIM state in SQLite only). ``keycloak``: the session's real Keycloak behind the
+    server, one fresh Keycloak organization per checker, every SCIM write provisioned into Keycloak.
+    """
+    root = tmp_path_factory.mktemp(f"conformance-{request.param}")
+    if request.param == "standalone":
+        yield from _live_server(root, REALM, {}, [str(uuid.uuid4()) for _ in CHECKERS])
+        return
+    keycloak = request.getfixturevalue("keycloak")
+    admin = request.getfixturevalue("kc_admin")
+    org_ids = []
+    for checker in CHECKERS:
+        name = f"conformance-{checker}-{uuid.uuid4().hex[:8]}"
+        rep = {"name": name, "alias": name, "domains": [{"name": f"{name}.example"}]}
+        org_ids.append(admin.create_organization(rep))
+    secret_file = root / "keycloak-client-secret"
+    secret_file.write_text("orgscim-dev-secret")
+    env = {"ORGSCIM_KEYCLOAK_URL": keycloak.base_url, "ORGSCIM_KEYCLOAK_CLIENT_ID": "orgscim",
+           "ORGSCIM_KEYCLOAK_CLIENT_SECRET_FILE": str(secret_file)}
+    try:
+        yield from _live_server(root, KEYCLOAK_REALM, env, org_ids)
+    finally:
+        for org_id in org_ids:
+            admin.delete_organization(org_id)
+
+
+def _live_server(root: Path, realm: str, env_extra: dict[str, str], org_ids: list[str]):
     orgscim = _orgscim_bin()
-    root = tmp_path_factory.mktemp("conformance")
     instance = root / "instance"
     instance.mkdir()
     logdir = root / "logs"
     logdir.mkdir()
-    env = {**os.environ, "ORGSCIM_INSTANCE": str(instance)}
+    env = {**os.environ, "ORGSCIM_INSTANCE": str(instance), **env_extra}
 
     _run_cli(orgscim, env, "db", "upgrade")
-    _run_cli(orgscim, env, "realm", "enable", REALM)
+    _run_cli(orgscim, env, "realm", "enable", realm)
     creds: dict[str, tuple[str, str]] = {}
-    for checker in CHECKERS:
-        org_id = str(uuid.uuid4())
-        _run_cli(orgscim, env, "org", "configure", REALM, org_id, "--auth-mode", "EXTERNAL_SECRET")
-        out = _run_cli(orgscim, env, "org", "credential", "create", REALM, org_id, "--json")
+    for checker, org_id in zip(CHECKERS, org_ids, strict=True):
+        _run_cli(orgscim, env, "org", "configure", realm, org_id, "--auth-mode", "EXTERNAL_SECRET")
+        out = _run_cli(orgscim, env, "org", "credential", "create", realm, org_id, "--json")
         try:
             secret = _json_object(out)["secret"]
         except (ValueError, KeyError) as e:
@@ -250,9 +277,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory):
             pytrace=False,
         )
 
-    server = LiveServer(url=url, instance=instance, logdir=logdir, stderr_path=stderr_path)
+    server = LiveServer(url=url, instance=instance, logdir=logdir, keycloak=bool(env_extra), stderr_path=stderr_path)
     for checker, (org_id, secret) in creds.items():
-        base = f"{url}/realms/{REALM}/scim/v2/organizations/{org_id}"
+        base = f"{url}/realms/{realm}/scim/v2/organizations/{org_id}"
         server.orgs[checker] = Org(org_id=org_id, secret=secret, base_url=base)
     try:
         yield server

@@ -101,6 +101,7 @@ def test_scim2_tester(conformance_venv, live_server):
     failures = scim2_failures(proc.stdout)
     results = scim2_results(proc.stdout)
     if proc.returncode == 0 and not failures and results:
+        assert_delivered(live_server, "scim2-tester")
         return
     if not results:  # discovery failed before any check, or the tool crashed
         detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:]
@@ -156,6 +157,7 @@ def test_scim_sanity(conformance_venv, live_server):
         detail = (proc.stdout.strip() + "\n" + proc.stderr.strip()).strip().splitlines()[-15:]
         pytest.fail(_report(f"scim-sanity exited {proc.returncode} without a JSON report:", detail, log), pytrace=False)
     if summary.get("failed", 1) == 0 and summary.get("errors", 1) == 0:
+        assert_delivered(live_server, "scim-sanity")
         return
     counts = ", ".join(f"{k} {summary.get(k)}" for k in ("total", "passed", "failed", "errors", "warnings", "skipped"))
     title = f"scim-sanity exited {proc.returncode} ({counts}):"
@@ -181,7 +183,35 @@ def test_client_replay(live_server, shared_conformance_dir):
     lines = [x for x in proc.stdout.splitlines() if x.strip()]
     m = _REPLAY_SUMMARY.match(lines[-1].strip()) if lines else None
     if m and m.group(2) == "0" and int(m.group(1)) > 0 and proc.returncode == 0:
+        assert_delivered(live_server, "replay")
         return
     summary = lines[-1].strip() if m else f"no summary line (exit {proc.returncode})"
     failing = replay_failures(proc.stdout) or (proc.stderr.strip().splitlines()[-15:])
     pytest.fail(_report(f"replay: {summary}", failing, log), pytrace=False)
+
+
+
+# --------------------------------------------------------------------------------------------- Keycloak behind
+
+
+def assert_delivered(live_server, checker: str) -> None:
+    """With Keycloak behind the server, the checker's writes reached it: outbox drained, nothing refused, no drift.
+    Standalone, nothing is queued at all."""
+    import sqlite3
+
+    org_id = live_server.org(checker).org_id
+    conn = sqlite3.connect(live_server.instance / "orgscim.sqlite3")
+    try:
+        (org_pk,) = conn.execute("SELECT pk FROM orgs WHERE org_id = ?", (org_id,)).fetchone()
+        delivered, pending, refused = conn.execute(
+            "SELECT count(done), count(*) - count(done), count(last_error) FROM outbox WHERE org_pk = ?",
+            (org_pk,)).fetchone()
+        drift = conn.execute("SELECT kind, count(*) FROM drift WHERE org_pk = ? GROUP BY kind", (org_pk,)).fetchall()
+    finally:
+        conn.close()
+    if not live_server.keycloak:
+        assert (delivered, pending) == (0, 0), "standalone: nothing should be queued for Keycloak"
+        return
+    assert delivered > 0 and pending == 0 and refused == 0, (
+        f"{checker}: {delivered} delivered, {pending} pending, {refused} refused by Keycloak")
+    assert drift == [], f"{checker}: drift recorded: {drift}"

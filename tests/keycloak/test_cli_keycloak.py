@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scimkit import Scim, kc_user, okta_user, uniq
 
 from orgscim.keycloak.client import KeycloakAdmin
-
-from .scimkit import Scim, kc_user, okta_user, uniq
 
 pytestmark = pytest.mark.keycloak
 

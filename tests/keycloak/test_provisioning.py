@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from scimkit import ENTERPRISE, PATCH, USER, Scim, kc_user, okta_user, uniq
 
 from orgscim.keycloak.client import KeycloakAdmin, NotFound
 from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG
-
-from .scimkit import ENTERPRISE, PATCH, USER, Scim, kc_user, okta_user, uniq
 
 pytestmark = pytest.mark.keycloak
 

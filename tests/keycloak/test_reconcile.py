@@ -8,11 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from scimkit import PATCH, Scim, kc_user, okta_user, uniq
 
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.provision.reconcile import Reconciler
-
-from .scimkit import PATCH, Scim, kc_user, okta_user, uniq
 
 pytestmark = pytest.mark.keycloak
 
