@@ -568,16 +568,7 @@ class KeycloakDev:
         ``free_port()`` and bind would answer too): it must know our random admin password."""
         if self._proc is None or self._proc.poll() is not None:
             raise requests.ConnectionError("our process is gone")  # the loop reports the exit
-        r = requests.post(
-            f"{self.base_url}/realms/master/protocol/openid-connect/token",
-            data={
-                "grant_type": "password",
-                "client_id": "admin-cli",
-                "username": self.admin_user,
-                "password": self.admin_password,
-            },
-            timeout=30,
-        )
+        r = self._admin_login()
         if r.status_code != 200:
             if self._proc.poll() is not None:
                 raise requests.ConnectionError("our process is gone")
@@ -637,18 +628,18 @@ class KeycloakDev:
 
     # -- admin helpers ------------------------------------------------------------------------------
 
-    def admin_token(self) -> str:
-        """An access token of the bootstrap admin (master realm, ``admin-cli``)."""
-        r = requests.post(
+    def _admin_login(self) -> requests.Response:
+        """Password grant of the bootstrap admin at the master realm (``admin-cli``)."""
+        return requests.post(
             f"{self.base_url}/realms/master/protocol/openid-connect/token",
-            data={
-                "grant_type": "password",
-                "client_id": "admin-cli",
-                "username": self.admin_user,
-                "password": self.admin_password,
-            },
+            data={"grant_type": "password", "client_id": "admin-cli", "username": self.admin_user,
+                  "password": self.admin_password},
             timeout=30,
         )
+
+    def admin_token(self) -> str:
+        """An access token of the bootstrap admin (master realm, ``admin-cli``)."""
+        r = self._admin_login()
         if r.status_code != 200:
             raise RuntimeError(f"admin login failed: {r.status_code} {r.text[:500]}")
         return r.json()["access_token"]

@@ -129,6 +129,12 @@ def _id_from_location(resp: requests.Response) -> str:
     return loc.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _search_params(search: str | None, exact: bool | None, brief: bool, q: str | None = None) -> JSON:
+    """The query parameters the organization and org-group list endpoints share."""
+    return {"search": search, "exact": None if exact is None else _bool(exact), "q": q,
+            "briefRepresentation": _bool(brief)}
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
@@ -400,12 +406,7 @@ class KeycloakAdmin:
         brief: bool = True,
     ) -> list[JSON]:
         """One page of organizations. *search* matches name or domain; *q* is ``attr:value``."""
-        params = {
-            "search": search,
-            "exact": None if exact is None else _bool(exact),
-            "q": q,
-            "briefRepresentation": _bool(brief),
-        }
+        params = _search_params(search, exact, brief, q)
         return self.list_page("/organizations", params, first=first, max=max)
 
     def iter_organizations(
@@ -418,12 +419,7 @@ class KeycloakAdmin:
         page_size: int | None = None,
     ) -> Iterator[JSON]:
         """All organizations (optionally filtered), page by page."""
-        params = {
-            "search": search,
-            "exact": None if exact is None else _bool(exact),
-            "q": q,
-            "briefRepresentation": _bool(brief),
-        }
+        params = _search_params(search, exact, brief, q)
         return self.paged("/organizations", params, page_size=page_size)
 
     def count_organizations(self) -> int:
@@ -564,11 +560,7 @@ class KeycloakAdmin:
         brief: bool = True,
     ) -> list[JSON]:
         """One page of the organization's top-level groups."""
-        params = {
-            "search": search,
-            "exact": None if exact is None else _bool(exact),
-            "briefRepresentation": _bool(brief),
-        }
+        params = _search_params(search, exact, brief)
         return self.list_page(self._org_groups(org_id), params, first=first, max=max)
 
     def iter_org_groups(
@@ -581,11 +573,7 @@ class KeycloakAdmin:
         page_size: int | None = None,
     ) -> Iterator[JSON]:
         """All top-level groups of the organization, page by page."""
-        params = {
-            "search": search,
-            "exact": None if exact is None else _bool(exact),
-            "briefRepresentation": _bool(brief),
-        }
+        params = _search_params(search, exact, brief)
         return self.paged(self._org_groups(org_id), params, page_size=page_size)
 
     def get_org_group(self, org_id: str, group_id: str) -> JSON:
