@@ -152,15 +152,8 @@ def _org(services: Services, realm_name: str, org_id: str) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def org_list(realm_name: str | None, as_json: bool) -> None:
     """Configured orgs, and organizations reconcile found in Keycloak without a SCIM config."""
-    services = _services()
-    orgs = [{**o.public(), "configured": True} for o in services.orgs.orgs(realm_name)]
-    orgs += services.orgs.discovered(realm_name)
-    def status(o: dict[str, Any]) -> str:
-        if not o["configured"]:
-            return "not configured"
-        return "serving" if o["serving"] else "vanished" if o.get("vanished") else "closed"
-
-    _emit(orgs, as_json, "\n".join(f"{o['realm']}\t{o['orgId']}\t{o.get('authMode') or '-'}\t{status(o)}"
+    orgs = _services().org_overview(realm_name)
+    _emit(orgs, as_json, "\n".join(f"{o['realm']}\t{o['orgId']}\t{o.get('authMode') or '-'}\t{o['status']}"
                                    for o in orgs) or "no orgs")
 
 
@@ -181,23 +174,70 @@ def credential() -> None:
     """Credentials of an org (shown once at creation, stored only as Argon2id hashes)."""
 
 
+def _issuer(services: Services, o: Any) -> Any:
+    """The org's auth-mode plugin, if orgscim issues its credentials (EXTERNAL_SECRET, EXTERNAL_BASIC)."""
+    try:
+        return services.issuer(o)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _issued(issued: Any) -> tuple[dict[str, Any], str]:
+    """JSON and human forms of a new credential: the only time its secret is ever shown."""
+    data = {**issued.credential.public(), "secret": issued.secret}
+    if issued.username:
+        data["username"] = issued.username
+        human = f"username: {issued.username}\npassword (shown once): {issued.secret}"
+    else:
+        human = f"secret (shown once): {issued.secret}"
+    return data, human
+
+
+def _duration(value: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``7d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    factor = units.get(text[-1:], None)
+    number = text[:-1] if factor else text
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use seconds or a number with s, m, h or d (e.g. 24h)",
+                                 param_hint="--grace") from None
+    if seconds < 0:
+        raise click.BadParameter("must not be negative", param_hint="--grace")
+    return seconds
+
+
 @credential.command("create")
 @click.argument("realm_name")
 @click.argument("org_id")
 @click.option("--json", "as_json", is_flag=True)
 def credential_create(realm_name: str, org_id: str, as_json: bool) -> None:
-    """Issue a new credential; the secret is printed once and never again."""
+    """Issue a new credential (existing ones stay valid); the secret is printed once and never again."""
     services = _services()
     o = _org(services, realm_name, org_id)
-    mode = services.auth_mode(o.auth_mode)
-    if not hasattr(mode, "issue"):
-        raise click.ClickException(f"auth mode {o.auth_mode} does not use credentials issued by orgscim")
-    issued = mode.issue(o)
-    data = {**issued.credential.public(), "secret": issued.secret}
-    if issued.username:
-        data["username"] = issued.username
-    services.orgs.event(o.pk, "credential.created", {"credential": issued.credential.cred_id})
-    _emit(data, as_json, f"credential {issued.credential.cred_id} created. Secret (shown once):\n{issued.secret}")
+    data, human = _issued(_issuer(services, o).issue(o))
+    _emit(data, as_json, f"credential {data['id']} created for org {org_id} ({o.auth_mode}).\n{human}")
+
+
+@credential.command("rotate")
+@click.argument("realm_name")
+@click.argument("org_id")
+@click.option("--grace", default=None, metavar="DURATION",
+              help="how long the previous credentials keep working, e.g. 24h, 30m, 0 (default: the org's "
+                   "grace_hours setting, else 24h)")
+@click.option("--json", "as_json", is_flag=True)
+def credential_rotate(realm_name: str, org_id: str, grace: str | None, as_json: bool) -> None:
+    """Issue a new credential; the org's previous active ones expire after the grace period."""
+    services = _services()
+    o = _org(services, realm_name, org_id)
+    rotation = _issuer(services, o).rotate(o, None if grace is None else _duration(grace))
+    data, human = _issued(rotation.issued)
+    data["superseded"] = [c.public() for c in rotation.superseded]
+    old = ", ".join(c.cred_id for c in rotation.superseded) or "none"
+    _emit(data, as_json, f"credential {data['id']} created for org {org_id} ({o.auth_mode}).\n{human}\n"
+          f"previous credentials ({old}) stay valid until {rotation.deadline}")
 
 
 @credential.command("list")
@@ -205,31 +245,29 @@ def credential_create(realm_name: str, org_id: str, as_json: bool) -> None:
 @click.argument("org_id")
 @click.option("--json", "as_json", is_flag=True)
 def credential_list(realm_name: str, org_id: str, as_json: bool) -> None:
+    """Credentials with created / last used / expires / revoked (never a secret or a hash)."""
     services = _services()
     creds = [c.public() for c in services.orgs.credentials(_org(services, realm_name, org_id).pk)]
     _emit(creds, as_json, "\n".join(
-        f"{c['id']}\t{c['kind']}\tcreated {c['created']}\tlast used {c['lastUsed'] or '-'}\t"
-        f"expires {c['expires'] or '-'}\t{'REVOKED' if c['revoked'] else 'active'}" for c in creds)
-        or "no credentials")
+        f"{c['id']}\t{c['kind']}\t{c['status']}\t{c['username'] or '-'}\tcreated {c['created']}\t"
+        f"last used {c['lastUsed'] or '-'}\texpires {c['expires'] or '-'}\trevoked {c['revoked'] or '-'}"
+        for c in creds) or "no credentials")
 
 
 @credential.command("revoke")
 @click.argument("realm_name")
 @click.argument("org_id")
 @click.argument("credential_id")
-def credential_revoke(realm_name: str, org_id: str, credential_id: str) -> None:
-    """Revoke a credential immediately."""
-    from .store.resources import now
-
+@click.option("--json", "as_json", is_flag=True)
+def credential_revoke(realm_name: str, org_id: str, credential_id: str, as_json: bool) -> None:
+    """Revoke a credential immediately (every process refuses it from the next request on)."""
     services = _services()
     o = _org(services, realm_name, org_id)
-    cred = services.orgs.credential(o.pk, credential_id)
+    cred = services.auth_ctx.revoke(o, credential_id)
     if cred is None:
         raise click.ClickException(f"no credential {credential_id} for org {org_id}: see `orgscim org credential "
                                    f"list {realm_name} {org_id}`")
-    services.orgs.update_credential(cred.pk, revoked=now())
-    services.orgs.event(o.pk, "credential.revoked", {"credential": credential_id})
-    click.echo(f"credential {credential_id} revoked")
+    _emit(cred.public(), as_json, f"credential {credential_id} revoked")
 
 
 # -- Keycloak ---------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ class Services:
     def __post_init__(self) -> None:
         self.orgs = OrgStore(self.db)
         self.sync = SyncStore(self.db)
-        self.auth_ctx = AuthContext(self.orgs, cache_ttl=float(self.config.get("AUTH_CACHE_SECONDS", 60)))
+        self.auth_ctx = AuthContext.from_config(self.orgs, self.config)
         self._modes: dict[str, Any] = {}
         self._admins: dict[str, KeycloakAdmin] = {}
         self._down_until: dict[str, float] = {}
@@ -76,17 +76,23 @@ class Services:
 
     def keycloak_secret(self) -> str:
         """The service-account secret: from KEYCLOAK_CLIENT_SECRET_FILE (preferred) or the environment."""
-        path = self.config.get("KEYCLOAK_CLIENT_SECRET_FILE")
+        secret = self.secret_setting("KEYCLOAK_CLIENT_SECRET")
+        if not secret:
+            raise ConfigError("KEYCLOAK_URL is set but there is no service-account secret: "
+                              "set ORGSCIM_KEYCLOAK_CLIENT_SECRET_FILE")
+        return secret
+
+    def secret_setting(self, key: str) -> str | None:
+        """A secret from the file named by ``{key}_FILE`` (preferred: never on argv or in the environment) or
+        from ``key`` itself; None when neither is set. An unreadable file is a :class:`ConfigError`."""
+        path = self.config.get(f"{key}_FILE")
         if path:
             try:
                 return Path(path).read_text().strip()
             except OSError as e:
-                raise ConfigError(f"cannot read KEYCLOAK_CLIENT_SECRET_FILE {path}: {e.strerror}") from None
-        secret = self.config.get("KEYCLOAK_CLIENT_SECRET")
-        if not secret:
-            raise ConfigError("KEYCLOAK_URL is set but there is no service-account secret: "
-                              "set ORGSCIM_KEYCLOAK_CLIENT_SECRET_FILE")
-        return str(secret)
+                raise ConfigError(f"cannot read {key}_FILE {path}: {e.strerror}") from None
+        secret = self.config.get(key)
+        return str(secret) if secret else None
 
     def keycloak_up(self, realm: str) -> bool:
         """False for a few seconds after Keycloak failed to answer, so requests don't each wait on it."""
@@ -135,6 +141,38 @@ class Services:
                 raise ConfigError(f"Keycloak refused: {e}") from None
         return self.orgs.upsert_org(realm, org_id, auth_mode, cfg, enabled, federation, settings)
 
+    def issuer(self, org: Org) -> Any:
+        """The org's auth-mode plugin when orgscim issues its credentials (``EXTERNAL_SECRET``,
+        ``EXTERNAL_BASIC``: it has ``issue``/``rotate``); :class:`ConfigError` for the token modes."""
+        mode = self.auth_mode(org.auth_mode)
+        if not hasattr(mode, "issue"):
+            raise ConfigError(f"auth mode {org.auth_mode} does not use credentials issued by orgscim; the "
+                              "IdP authenticates with its own tokens")
+        return mode
+
+    def remove_org(self, org: Org, purge: bool = False) -> list[str]:
+        """Take an org's SCIM config away: every credential not yet revoked is revoked now, and the endpoint
+        closes (``enabled`` off; its SCIM data is kept, so configuring it again resumes where it was). With
+        ``purge`` the config and all the org's SCIM data are deleted. Keycloak users and memberships are left
+        as they are either way. Returns the ids of the credentials revoked."""
+        revoked = [c.cred_id for c in self.orgs.credentials(org.pk) if c.revoked is None]
+        for cred_id in revoked:
+            self.auth_ctx.revoke(org, cred_id)
+        if purge:
+            self.orgs.delete_org(org.pk)
+        else:
+            self.orgs.upsert_org(org.realm, org.org_id, org.auth_mode, org.auth_config, False, org.federation,
+                                 org.settings)
+        return revoked
+
+    def org_overview(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """Configured orgs (``Org.public()``) and organizations reconcile found in Keycloak without a SCIM config,
+        each with ``configured`` and ``status``: serving, closed, vanished or not configured."""
+        rows = [{**o.public(), "configured": True} for o in self.orgs.orgs(realm)] + self.orgs.discovered(realm)
+        for row in rows:
+            row["status"] = org_status(row)
+        return rows
+
     def scim(self, org: Org, base_url: str) -> ScimService:
         mode = self.auth_mode(org.auth_mode)
         admin = self.keycloak(org.realm)
@@ -150,3 +188,13 @@ class Services:
         if stats.failed:
             self.keycloak_failed(org.realm)
         return stats
+
+
+def org_status(row: dict[str, Any]) -> str:
+    """``serving``, ``closed`` (realm flag off or org disabled), ``vanished`` (gone from Keycloak) or
+    ``not configured``, for a row of :meth:`Services.org_overview` or an ``Org.public()``."""
+    if row.get("configured") is False:
+        return "not configured"
+    if row.get("serving"):
+        return "serving"
+    return "vanished" if row.get("vanished") else "closed"

@@ -61,10 +61,20 @@ class Credential:
     def active(self, at: str) -> bool:
         return self.revoked is None and (self.expires is None or self.expires > at)
 
+    def status(self, at: str | None = None) -> str:
+        """``active``, ``expiring`` (rotated out, still valid until ``expires``), ``expired`` or ``revoked``."""
+        at = at or now()
+        if self.revoked is not None:
+            return "revoked"
+        if self.expires is None:
+            return "active"
+        return "expiring" if self.expires > at else "expired"
+
     def public(self) -> dict[str, Any]:
         """Listing form: never the secret, never the hash."""
         return {"id": self.cred_id, "kind": self.kind, "username": self.username, "created": self.created,
-                "lastUsed": self.last_used, "expires": self.expires, "revoked": self.revoked}
+                "lastUsed": self.last_used, "expires": self.expires, "revoked": self.revoked,
+                "status": self.status()}
 
 
 _ORG_SQL = ("SELECT o.*, COALESCE(r.scim_enabled, 0) AS realm_enabled FROM orgs o "
@@ -126,6 +136,12 @@ class OrgStore:
         rows = self.db.all("SELECT type, count(*) FROM resources WHERE org_pk = ? GROUP BY type", (org_pk,))
         return {r[0]: r[1] for r in rows}
 
+    def delete_org(self, org_pk: int) -> None:
+        """Delete an org's SCIM config with all its SCIM data (resources, credentials, links, outbox, drift:
+        foreign keys cascade). Audit events are kept."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM orgs WHERE pk = ?", (org_pk,))
+
     def set_vanished(self, org_pk: int, when: str | None) -> None:
         """Close (or reopen) an org whose Keycloak organization disappeared; its data is kept."""
         with self.db.transaction() as conn:
@@ -179,6 +195,29 @@ class OrgStore:
         ts = now()
         return [c for c in creds if c.active(ts)] if active_only else creds
 
+    def active_credentials(self, org_pk: int, kind: str) -> list[Credential]:
+        """The org's credentials of ``kind`` that are neither revoked nor past their expiry."""
+        rows = self.db.all("SELECT * FROM credentials WHERE org_pk = ? AND kind = ? AND revoked IS NULL "
+                           "AND (expires IS NULL OR expires > ?) ORDER BY pk", (org_pk, kind, now()))
+        return [Credential(**dict(r)) for r in rows]
+
+    def supersede_credentials(self, org_pk: int, kind: str, deadline: str, keep_pk: int) -> list[Credential]:
+        """Rotation: every other active credential of ``kind`` expires at ``deadline`` (unless it expires
+        sooner already). Returns the credentials changed, as they are now."""
+        where = "org_pk = ? AND kind = ? AND pk != ? AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
+        params = (org_pk, kind, keep_pk, deadline)
+        with self.db.transaction() as conn:
+            pks = [r[0] for r in conn.execute(f"SELECT pk FROM credentials WHERE {where}", params)]
+            conn.executemany("UPDATE credentials SET expires = ? WHERE pk = ?", [(deadline, pk) for pk in pks])
+        return [c for c in (self.credential_by_pk(pk) for pk in pks) if c is not None]
+
+    def revoke_credential(self, org_pk: int, cred_id: str, at: str) -> Credential | None:
+        """Revoke now (a credential revoked earlier keeps its first revocation time)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE credentials SET revoked = COALESCE(revoked, ?) WHERE org_pk = ? AND cred_id = ?",
+                         (at, org_pk, cred_id))
+        return self.credential(org_pk, cred_id)
+
     def update_credential(self, pk: int, **fields: Any) -> None:
         allowed = {"hash", "last_used", "expires", "revoked"}
         sets = [k for k in fields if k in allowed]
@@ -193,3 +232,14 @@ class OrgStore:
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO events (at, org_pk, kind, detail) VALUES (?, ?, ?, ?)",
                          (now(), org_pk, kind, json.dumps(detail or {})))
+
+    def events(self, realm: str, org_pk: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The realm's most recent audit events, newest first: those of its orgs, and realm-wide ones (no org,
+        ``detail.realm`` = ``realm``). With ``org_pk``, only that org's."""
+        rows = self.db.all(
+            "SELECT e.*, o.org_id FROM events e LEFT JOIN orgs o ON o.pk = e.org_pk "
+            "WHERE ((o.realm = ? AND (? IS NULL OR e.org_pk = ?)) "
+            "OR (? IS NULL AND e.org_pk IS NULL AND json_extract(e.detail, '$.realm') = ?)) "
+            "ORDER BY e.pk DESC LIMIT ?", (realm, org_pk, org_pk, org_pk, realm, limit))
+        return [{"at": r["at"], "orgId": r["org_id"], "kind": r["kind"], "detail": json.loads(r["detail"] or "{}")}
+                for r in rows]

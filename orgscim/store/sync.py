@@ -105,6 +105,14 @@ class SyncStore:
         rows = self.db.all(f"SELECT * FROM outbox WHERE {' AND '.join(where)} ORDER BY pk LIMIT ?", [*params, limit])
         return [OutboxItem.from_sql(r) for r in rows]
 
+    def recent(self, org_pks: Sequence[int], limit: int = 100) -> list[OutboxItem]:
+        """The most recent outbox entries (pending or delivered) of these orgs, newest first."""
+        if not org_pks:
+            return []
+        rows = self.db.all(f"SELECT * FROM outbox WHERE org_pk IN ({','.join('?' * len(org_pks))}) "
+                           "ORDER BY pk DESC LIMIT ?", [*org_pks, limit])
+        return [OutboxItem.from_sql(r) for r in rows]
+
     def prune(self, days: int) -> dict[str, int]:
         """Delete delivered outbox entries, audit events, resolved drift and vanished orgs older than ``days``."""
         cutoff = later(-days * 86400)

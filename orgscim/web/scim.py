@@ -12,9 +12,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from ..auth import AuthRequest
+from ..auth import AuthRequest, challenge
 from ..scim.errors import ScimError, invalid_syntax, not_found
 from ..scim.service import Query, Result, ScimService, _etag_matches
+from ..throttle import retry_after
 
 log = logging.getLogger("orgscim.web")
 bp = Blueprint("scim", __name__, url_prefix="/realms/<realm>/scim/v2/organizations/<org_id>")
@@ -44,6 +45,8 @@ def error_response(err: ScimError) -> Response:
 
 
 def _depth(x: Any, limit: int) -> int:
+    """Nesting depth of ``x`` (stops counting past ``limit``); raises ``UnicodeError`` for a string holding an
+    unpaired surrogate (``"\\ud800"`` is valid JSON but not Unicode text: it could never be stored or sent)."""
     stack = [(x, 1)]
     deepest = 0
     while stack:
@@ -51,8 +54,11 @@ def _depth(x: Any, limit: int) -> int:
         deepest = max(deepest, d)
         if deepest > limit:
             return deepest
-        if isinstance(v, dict):
+        if isinstance(v, str):
+            v.encode("utf-8")
+        elif isinstance(v, dict):
             stack.extend((c, d + 1) for c in v.values())
+            stack.extend((k, d + 1) for k in v)
         elif isinstance(v, list):
             stack.extend((c, d + 1) for c in v)
     return deepest
@@ -67,7 +73,11 @@ def body() -> Any:
         data = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise invalid_syntax(f"request body is not valid JSON: {str(e)[:100]}") from None
-    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    try:
+        too_deep = _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+    except UnicodeError:
+        raise invalid_syntax("request body holds a string with an unpaired surrogate (not Unicode text)") from None
+    if too_deep:
         raise invalid_syntax(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     return data
 
@@ -85,17 +95,25 @@ def pull_org(endpoint: str | None, values: dict[str, Any] | None) -> None:
 
 @bp.before_request
 def resolve_and_authenticate() -> Response | None:
+    """404 unless the org serves; then throttle → auth plugin → audit (DESIGN §5, :meth:`AuthContext.authenticate`).
+
+    A throttled client gets 429 + ``Retry-After`` unless its credential passes the cheap check; every other
+    failure is the same SCIM 401 with the mode's ``WWW-Authenticate`` challenge.
+    """
     services = current_app.extensions["orgscim"]
     org = services.orgs.org(g.realm, g.org_id)
     if org is None or not org.serving:
         return error_response(not_found("SCIM is not enabled for this organization"))
     mode = services.auth_mode(org.auth_mode)
-    principal = mode.authenticate(org, AuthRequest(request.headers.get("Authorization"),
-                                                   request.remote_addr or ""))
+    outcome = services.auth_ctx.authenticate(mode, org, AuthRequest(request.headers.get("Authorization"),
+                                                                     request.remote_addr or ""))
+    if outcome.retry_after:
+        return error_response(ScimError(429, "too many failed authentication attempts from this address; "
+                                        "retry later", None, {"Retry-After": retry_after(outcome.retry_after)}))
+    principal = outcome.principal
     if principal is None:
-        log.info("auth failure realm=%s org=%s addr=%s", g.realm, g.org_id, request.remote_addr)
         resp = error_response(ScimError(401, "missing or invalid credentials for this SCIM endpoint"))
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="orgscim"'
+        resp.headers["WWW-Authenticate"] = challenge(mode, org)
         return resp
     base = (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
     g.scim = services.scim(org, f"{base}/realms/{g.realm}/scim/v2/organizations/{g.org_id}")

@@ -8,42 +8,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from orgscim.auth import AuthContext, AuthRequest, IssuedCredential, Principal, bearer, new_credential_id, new_secret
+from orgscim.auth import AuthFailed, AuthRequest, IssuingMode, Principal, bearer, new_secret
 from orgscim.store.orgs import Org
 
 PREFIX = "osk_"
 
 
-class ExternalSecretAuth:
+class ExternalSecretAuth(IssuingMode):
     name = "EXTERNAL_SECRET"
+    kind = "secret"
 
-    def __init__(self, ctx: AuthContext) -> None:
-        self.ctx = ctx
-
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(config) - {"grace_hours"}
-        if unknown:
-            raise ValueError(f"EXTERNAL_SECRET takes no settings named {', '.join(sorted(unknown))}")
-        return dict(config)
-
-    def issue(self, org: Org, expires: str | None = None) -> IssuedCredential:
-        cred_id = new_credential_id()
+    def generate(self, cred_id: str) -> tuple[str | None, str, str]:
         secret = f"{PREFIX}{cred_id}.{new_secret()}"
-        cred = self.ctx.orgs.add_credential(org.pk, cred_id, "secret", self.ctx.hash_secret(secret),
-                                            expires=expires)
-        return IssuedCredential(cred, secret)
+        return None, secret, secret
 
     def authenticate(self, org: Org, req: AuthRequest) -> Principal | None:
         token = bearer(req.authorization)
         if not token or not token.startswith(PREFIX) or "." not in token:
-            return None
+            raise AuthFailed("not an orgscim bearer secret")
         cred_id = token[len(PREFIX):].split(".", 1)[0]
         cred = self.ctx.orgs.credential(org.pk, cred_id)
-        if cred is None or cred.kind != "secret" or not self.ctx.verify(org, cred, token):
-            return None
+        if cred is None or cred.kind != self.kind:
+            raise AuthFailed("no such credential for this org")
+        if not self.ctx.verify(org, cred, token, req.cheap_only):
+            status = cred.status()
+            raise AuthFailed(f"credential {cred.cred_id}: "
+                             + ("wrong secret" if status in ("active", "expiring") else status))
         return Principal(self.name, cred.cred_id)
 
     def schemes(self, org: Org) -> list[dict[str, Any]]:
         return [{"type": "oauthbearertoken", "name": "Bearer secret",
                  "description": "A secret issued by orgscim for this organization, sent as a bearer token.",
-                 "primary": True}]
+                 "specUri": "https://www.rfc-editor.org/info/rfc6750", "primary": True}]

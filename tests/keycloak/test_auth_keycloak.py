@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 import requests
+from fixtures_keycloak import ORGSCIM_CLIENT, OTHER_CLIENT, REALM
 from flask import Flask
 
 from orgscim.app import create_app
 from orgscim.services import ConfigError, Services
 from orgscim.store.db import Database
-
-from .conftest import ORGSCIM_CLIENT, OTHER_CLIENT, REALM
 
 pytestmark = pytest.mark.keycloak
 

@@ -1,0 +1,64 @@
+"""``KEYCLOAK``: the IdP sends ``Authorization: Bearer <access token of this realm>`` (DESIGN §5).
+
+The token is checked like an ``EXTERNAL_JWT`` token (:mod:`orgscim_plugins.auth_jwt`: RFC 7515 signature
+against the realm's JWK Set, RFC 7519 ``iss``/``exp``/``nbf``/``iat`` with leeway, algorithm allow list), with
+issuer and JWK Set derived from the Keycloak the service is configured with:
+
+* JWK Set: ``{KEYCLOAK_URL}/realms/{realm}/protocol/openid-connect/certs``;
+* issuer: ``{KEYCLOAK_FRONTEND_URL or KEYCLOAK_URL}/realms/{realm}`` (set ``KEYCLOAK_FRONTEND_URL`` when
+  clients get their tokens through a public hostname other than the URL orgscim uses).
+
+A valid realm token is not enough: the token must be an access token (``typ: Bearer``) of a client on the
+org's ``allowed_clients`` list (its ``azp``, or ``client_id`` for service-account tokens; if both are present
+they must agree). Settings: ``allowed_clients`` (required), ``audience``, ``algorithms`` (default RS256),
+``required_claims``, ``leeway``, ``max_age`` — as for ``EXTERNAL_JWT``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from orgscim.auth import AuthFailed, Principal
+from orgscim.store.orgs import Org
+
+from .auth_jwt import ExternalJwtAuth, JwtRules, common_settings, string_list
+
+
+class KeycloakAuth(ExternalJwtAuth):
+    name = "KEYCLOAK"
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        if not self.ctx.config.get("KEYCLOAK_URL"):
+            raise ValueError("KEYCLOAK mode checks tokens against the realm's keys: set KEYCLOAK_URL "
+                             "(ORGSCIM_KEYCLOAK_URL) first")
+        cfg = common_settings(config, {"allowed_clients"}, self.name, audience_required=False)
+        if "allowed_clients" not in config:
+            raise ValueError("KEYCLOAK mode needs allowed_clients: the client ids whose tokens may call this "
+                             "org's SCIM endpoint, e.g. --set allowed_clients=okta-scim")
+        cfg["allowed_clients"] = string_list("allowed_clients", config["allowed_clients"])
+        return cfg
+
+    def rules(self, org: Org) -> JwtRules:
+        base = str(self.ctx.config["KEYCLOAK_URL"]).rstrip("/")
+        public = str(self.ctx.config.get("KEYCLOAK_FRONTEND_URL") or base).rstrip("/")
+        realm = quote(org.realm, safe="")
+        return JwtRules.from_config(org.auth_config, f"{public}/realms/{realm}",
+                                    f"{base}/realms/{realm}/protocol/openid-connect/certs")
+
+    def accept(self, org: Org, claims: dict[str, Any]) -> Principal:
+        if claims.get("typ") != "Bearer":
+            raise AuthFailed("not an access token (typ)")
+        azp, client_id = claims.get("azp"), claims.get("client_id")
+        if azp is not None and client_id is not None and azp != client_id:
+            raise AuthFailed("azp and client_id differ")
+        client = azp if azp is not None else client_id
+        if not isinstance(client, str) or client not in org.auth_config.get("allowed_clients", []):
+            raise AuthFailed(f"client {str(client)[:64]} is not allowed for this org")
+        return Principal(self.name, None, client)
+
+    def schemes(self, org: Org) -> list[dict[str, Any]]:
+        return [{"type": "oauthbearertoken", "name": "OAuth Bearer Token (Keycloak)",
+                 "description": f"An access token of realm {org.realm} issued to a client allowed for this "
+                                "organization (client credentials grant), sent as a bearer token (RFC 6750).",
+                 "specUri": "https://www.rfc-editor.org/info/rfc6750", "primary": True}]
