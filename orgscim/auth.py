@@ -28,6 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from .jwks import JwksCache
+from .store.jwks import JwksStore
 from .store.orgs import Credential, Org, OrgStore
 from .store.resources import now as _now
 from .store.sync import later
@@ -161,7 +162,7 @@ class AuthContext:
                                      float(config.get("AUTH_THROTTLE_REFILL_SECONDS", 6))),
             jwks=JwksCache(ttl=float(config.get("JWKS_CACHE_SECONDS", 3600)),
                            timeout=float(config.get("JWKS_TIMEOUT", 5)),
-                           max_bytes=int(config.get("JWKS_MAX_BYTES", 256 * 1024))))
+                           max_bytes=int(config.get("JWKS_MAX_BYTES", 256 * 1024)), store=JwksStore(orgs.db)))
 
     # -- the request path ----------------------------------------------------------------------
     def authenticate(self, mode: Any, org: Org, req: AuthRequest) -> Outcome:

@@ -394,6 +394,28 @@ def drift(org_id: str | None, include_resolved: bool, as_json: bool) -> None:
     sys.exit(1 if any(d["resolved"] is None for d in rows) else 0)
 
 
+@main.group()
+def jwks() -> None:
+    """JWK Sets of the orgs that authenticate with JWTs (KEYCLOAK, EXTERNAL_JWT)."""
+
+
+@jwks.command("refresh")
+@click.option("--json", "as_json", is_flag=True)
+def jwks_refresh(as_json: bool) -> None:
+    """Fetch every JWK Set in use now (the worker does it every WORKER_JWKS_SECONDS); exit 1 if one fails."""
+    from .store.jwks import JwksStore
+
+    services = _services()
+    results = services.refresh_jwks()
+    stored = {s.uri: s.public() for s in JwksStore(services.db).all()}
+    rows = [{**stored.get(uri, {"uri": uri}), "result": result} for uri, result in results.items()]
+    _emit(rows, as_json, "\n".join(
+        f"{'ok  ' if r['result'] == 'ok' else 'FAIL'} {r['uri']}\tkids {', '.join(r.get('kids') or []) or '-'}"
+        + ("" if r["result"] == "ok" else f"\t{r['result']} (last good keys kept)") for r in rows)
+        or "no org uses a JWT auth mode")
+    sys.exit(0 if all(r["result"] == "ok" for r in rows) else 1)
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="run every job once (respecting the leases) and exit")
 def worker(once: bool) -> None:

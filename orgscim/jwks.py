@@ -129,7 +129,9 @@ class JwksCache:
     def __init__(self, ttl: float = 3600.0, min_interval: float = 60.0, max_stale: float = 86400.0,
                  timeout: float = 5.0, max_bytes: int = 256 * 1024,
                  clock: Callable[[], float] = time.monotonic,
-                 fetcher: Callable[[str], dict[str, dict[str, Any]]] | None = None) -> None:
+                 fetcher: Callable[[str], dict[str, dict[str, Any]]] | None = None,
+                 store: Any = None) -> None:
+        self.store = store  # orgscim.store.jwks.JwksStore: sets shared with the other processes
         self.ttl = ttl
         self.min_interval = min_interval
         self.max_stale = max_stale
@@ -157,9 +159,21 @@ class JwksCache:
             entry.error = str(e)
             if entry.fetched is not None and entry.attempted - entry.fetched > self.max_stale:
                 entry.keys, entry.built = {}, {}
+            if self.store is not None:
+                self.store.failed(uri, str(e))
             raise
         entry.keys, entry.built, entry.fetched, entry.error = keys, {}, entry.attempted, None
+        if self.store is not None:
+            self.store.saved(uri, keys)
         return keys
+
+    def _adopt_stored(self, uri: str, entry: _Entry, now: float) -> None:
+        """Take a fresher set another process (the worker's refresh) saved, instead of fetching it again."""
+        stored = self.store.load(uri) if self.store is not None else None
+        if stored is None or stored.age is None:
+            return
+        if entry.fetched is None or now - entry.fetched > stored.age:
+            entry.keys, entry.built, entry.fetched = stored.keys, {}, now - stored.age
 
     def _may_try(self, entry: _Entry, now: float) -> bool:
         return entry.attempted is None or now - entry.attempted >= self.min_interval
@@ -175,6 +189,9 @@ class JwksCache:
         with entry.lock:
             now = self.clock()
             stale = entry.fetched is None or now - entry.fetched >= self.ttl
+            if stale or kid not in entry.keys:
+                self._adopt_stored(uri, entry, now)
+                stale = entry.fetched is None or now - entry.fetched >= self.ttl
             if allow_fetch and ((stale and self._may_try(entry, now))
                                 or (kid not in entry.keys and self._force_allowed(owner, now))):
                 try:

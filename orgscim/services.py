@@ -173,6 +173,35 @@ class Services:
             row["status"] = org_status(row)
         return rows
 
+    def refresh_jwks(self) -> dict[str, str]:
+        """Fetch the JWK Set of every org whose mode verifies JWTs (KEYCLOAK, EXTERNAL_JWT), each URI once.
+
+        The sets land in SQLite, where every web process picks them up; a failing set keeps the last good
+        keys and is reported (log, audit event, ``/metrics``, ``orgscim jwks refresh`` exit code).
+        Returns ``{uri: "ok" | error}``.
+        """
+        from .jwks import JwksError
+
+        uris: dict[str, list[Org]] = {}
+        for org in self.orgs.orgs():
+            mode = self.auth_mode(org.auth_mode) if org.auth_mode in plugins.auth_modes() else None
+            if mode is not None and hasattr(mode, "rules") and org.vanished is None:
+                try:
+                    uris.setdefault(mode.rules(org).jwks_uri, []).append(org)
+                except (ValueError, KeyError, ConfigError) as e:
+                    log.warning("org %s/%s: no JWKS to refresh: %s", org.realm, org.org_id, e)
+        results: dict[str, str] = {}
+        for uri, orgs in uris.items():
+            try:
+                self.auth_ctx.jwks.refresh(uri)
+                results[uri] = "ok"
+            except JwksError as e:
+                results[uri] = str(e)
+                log.warning("JWKS refresh of %s failed (last good keys kept): %s", uri, e)
+                for org in orgs:
+                    self.orgs.event(org.pk, "jwks.refresh_failed", {"uri": uri, "error": str(e)[:300]})
+        return results
+
     def scim(self, org: Org, base_url: str) -> ScimService:
         mode = self.auth_mode(org.auth_mode)
         admin = self.keycloak(org.realm)

@@ -42,7 +42,7 @@ class Worker:
 
     def job_functions(self) -> dict[str, Callable[[], Any]]:
         return {"outbox": self.services.deliverer.deliver_all, "reconcile": self.reconcile,
-                "housekeeping": self.housekeeping}
+                "jwks": self.services.refresh_jwks, "housekeeping": self.housekeeping}
 
     def reconcile(self) -> dict[str, int]:
         from .provision.reconcile import Reconciler

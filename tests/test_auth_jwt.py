@@ -403,3 +403,40 @@ def test_keycloak_mode_checks_the_realm_issuer(client, kc_org, rsa_key):
 def test_keycloak_mode_needs_keycloak_url(services):
     with pytest.raises(ConfigError, match="KEYCLOAK_URL"):
         services.configure_org(REALM, "org-kc", "KEYCLOAK", {"allowed_clients": ["okta-scim"]})
+
+
+# -- the worker's refresh (issue #5) -------------------------------------------------------------------------
+def test_worker_refresh_reaches_web_processes_and_keeps_last_good_keys(app, services, idp, rsa_key, other_key,
+                                                                      jwt_config, runner):
+    """The worker fetches the sets into SQLite; a web process (its own cache) picks a rotated key up from there
+    without fetching; a failing set keeps the last good keys and is reported."""
+    from orgscim.services import Services
+    from orgscim.worker import Worker
+
+    services.configure_org(REALM, ORG, "EXTERNAL_JWT", jwt_config)
+    worker = Worker(Services(services.db, dict(app.config)))  # another process: its own caches
+    client = app.test_client()
+    assert call(client, rsa_key.sign(claims())).status_code == 200
+
+    idp.keys = [other_key.jwk]  # the IdP rotates its signing key
+    job = next(j for j in worker.jobs if j.name == "jwks")
+    assert worker.run_once(job) and worker.runs["jwks"] == 1
+    fetched = idp.fetches
+    assert call(client, other_key.sign(claims())).status_code == 200
+    assert idp.fetches == fetched  # the web process took the worker's set from SQLite
+
+    idp.body = b"<html>maintenance</html>"  # the IdP's JWKS endpoint breaks
+    results = worker.services.refresh_jwks()
+    assert results[idp.uri] != "ok" and "JSON" in results[idp.uri]
+    assert call(client, other_key.sign(claims())).status_code == 200  # last good keys kept
+    org_pk = services.orgs.org(REALM, ORG).pk
+    kinds = [r["kind"] for r in services.db.all("SELECT kind FROM events WHERE org_pk = ?", (org_pk,))]
+    assert "jwks.refresh_failed" in kinds
+    out = runner.invoke("jwks", "refresh", "--json")
+    assert out.exit_code == 1
+    (row,) = json.loads(out.output)
+    assert row["uri"] == idp.uri and row["kids"] == [other_key.kid] and row["error"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'orgscim_jwks_refresh_failing{{uri="{idp.uri}"}} 1' in metrics
+    idp.body = None
+    assert runner.invoke("jwks", "refresh").exit_code == 0

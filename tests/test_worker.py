@@ -30,7 +30,8 @@ def test_lease_blocks_second_worker_within_interval(tmp_path: Path) -> None:
 
 def test_two_worker_processes_run_each_job_once_per_interval(tmp_path: Path) -> None:
     env = {**os.environ, "ORGSCIM_INSTANCE": str(tmp_path), "ORGSCIM_WORKER_OUTBOX_SECONDS": "2",
-           "ORGSCIM_WORKER_HOUSEKEEPING_SECONDS": "2", "ORGSCIM_WORKER_RECONCILE_SECONDS": "2"}
+           "ORGSCIM_WORKER_HOUSEKEEPING_SECONDS": "2", "ORGSCIM_WORKER_RECONCILE_SECONDS": "2",
+           "ORGSCIM_WORKER_JWKS_SECONDS": "2"}
     env.pop("ORGSCIM_KEYCLOAK_URL", None)
     subprocess.run([ORGSCIM, "db", "upgrade"], env=env, check=True, capture_output=True)
     procs = [subprocess.Popen([ORGSCIM, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -48,7 +49,7 @@ def test_two_worker_processes_run_each_job_once_per_interval(tmp_path: Path) -> 
     for kind, at, _detail in rows:
         t = time.mktime(time.strptime(at[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + at[20:26])
         by_job.setdefault(kind, []).append(t)
-    assert set(by_job) == {"job.outbox", "job.housekeeping", "job.reconcile"}
+    assert set(by_job) == {"job.outbox", "job.housekeeping", "job.reconcile", "job.jwks"}
     for kind, times in by_job.items():
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert len(times) <= run_for / 2 + 1, (kind, len(times))  # never twice per interval

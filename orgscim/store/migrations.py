@@ -144,4 +144,14 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX ix_resources_org_type_pk ON resources(org_pk, type)",
     ],
+    # 5: JWK Sets shared by all processes: the worker refreshes them, web workers pick them up.
+    [
+        """CREATE TABLE jwks (
+            uri TEXT PRIMARY KEY,
+            keys TEXT NOT NULL DEFAULT '{}',
+            fetched REAL,
+            attempted REAL NOT NULL,
+            error TEXT
+        )""",
+    ],
 ]

@@ -137,6 +137,7 @@ class SyncStore:
         orgs = self.db.all("SELECT count(*), sum(o.enabled AND o.vanished IS NULL AND COALESCE(r.scim_enabled, 0)) "
                            "FROM orgs o LEFT JOIN realms r ON r.name = o.realm").pop()
         resources = self.db.all("SELECT type, count(*) FROM resources GROUP BY type")
+        jwks = self.db.all("SELECT uri, error IS NOT NULL, fetched FROM jwks")
         return [
             ("outbox_pending", "gauge", "Keycloak changes not delivered yet",
              [({"realm": r[0], "org": r[1]}, r[2]) for r in pending]),
@@ -145,6 +146,10 @@ class SyncStore:
             ("orgs", "gauge", "configured organizations", [({}, orgs[0] or 0)]),
             ("orgs_serving", "gauge", "organizations whose SCIM endpoint is open", [({}, orgs[1] or 0)]),
             ("resources", "gauge", "SCIM resources stored", [({"type": r[0]}, r[1]) for r in resources]),
+            ("jwks_refresh_failing", "gauge", "1 when the last refresh of a JWK Set failed (last good keys in use)",
+             [({"uri": r[0]}, int(r[1])) for r in jwks]),
+            ("jwks_fetched_timestamp_seconds", "gauge", "when a JWK Set was last fetched successfully",
+             [({"uri": r[0]}, r[2]) for r in jwks if r[2] is not None]),
         ]
 
     # -- links ----------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""JWK Sets persisted in SQLite, so a refresh by the worker reaches every web process (DESIGN §7)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+
+
+@dataclass
+class StoredJwks:
+    uri: str
+    keys: dict[str, dict[str, Any]]
+    fetched: float | None  # epoch seconds of the last successful fetch
+    attempted: float
+    error: str | None
+
+    @property
+    def age(self) -> float | None:
+        return None if self.fetched is None else max(0.0, time.time() - self.fetched)
+
+    def public(self) -> dict[str, Any]:
+        return {"uri": self.uri, "kids": sorted(self.keys), "ageSeconds": None if self.age is None else round(self.age),
+                "error": self.error}
+
+
+class JwksStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def load(self, uri: str) -> StoredJwks | None:
+        r = self.db.one("SELECT * FROM jwks WHERE uri = ?", (uri,))
+        return StoredJwks(r["uri"], json.loads(r["keys"]), r["fetched"], r["attempted"], r["error"]) if r else None
+
+    def all(self) -> list[StoredJwks]:
+        return [StoredJwks(r["uri"], json.loads(r["keys"]), r["fetched"], r["attempted"], r["error"])
+                for r in self.db.all("SELECT * FROM jwks ORDER BY uri")]
+
+    def saved(self, uri: str, keys: dict[str, dict[str, Any]]) -> None:
+        """A successful fetch: replace the keys."""
+        t = time.time()
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO jwks (uri, keys, fetched, attempted, error) VALUES (?, ?, ?, ?, NULL) "
+                         "ON CONFLICT (uri) DO UPDATE SET keys = excluded.keys, fetched = excluded.fetched, "
+                         "attempted = excluded.attempted, error = NULL", (uri, json.dumps(keys), t, t))
+
+    def failed(self, uri: str, error: str) -> None:
+        """A failed fetch: the last good keys stay; the error is recorded."""
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO jwks (uri, attempted, error) VALUES (?, ?, ?) ON CONFLICT (uri) DO UPDATE "
+                         "SET attempted = excluded.attempted, error = excluded.error", (uri, time.time(), error[:500]))
