@@ -45,8 +45,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["orgscim"] = Services(db, dict(app.config))
     logging.getLogger("orgscim").setLevel(app.config.get("LOG_LEVEL", "INFO"))
 
-    from .web import ops, scim
+    from .web import admin, config_api, ops, scim
 
     app.register_blueprint(scim.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(config_api.bp)
+    admin.init_app(app)
     return app

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 
 from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution
 from orgscim.keycloak.client import KeycloakAdmin, NotFound
@@ -119,3 +120,26 @@ def scim_for(keycloak: Any, tmp_path: Path) -> Callable[..., Any]:
     from scimkit import make_scim
 
     return lambda org_id, **kw: make_scim(keycloak, tmp_path, org_id, **kw)
+
+
+def client_token(keycloak: Any, client_id: str, secret: str, realm: str = REALM) -> str:
+    """An access token of ``client_id``'s service account (client credentials grant)."""
+    resp = requests.post(f"{keycloak.base_url}/realms/{realm}/protocol/openid-connect/token",
+                         data={"grant_type": "client_credentials", "client_id": client_id,
+                               "client_secret": secret}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()["access_token"]
+
+
+@pytest.fixture
+def kc_flask_app(keycloak: Any, tmp_path: Path) -> Iterator[Any]:
+    """A fresh orgscim app (migrated SQLite in ``tmp_path``) whose Keycloak is the session's."""
+    from orgscim.app import create_app
+    from orgscim.store.db import Database
+
+    db_path = tmp_path / "orgscim.sqlite3"
+    Database(db_path).upgrade()
+    app = create_app({"TESTING": True, "DATABASE": str(db_path), "KEYCLOAK_URL": keycloak.base_url,
+                      "KEYCLOAK_CLIENT_SECRET": ORGSCIM_CLIENT[1]})
+    yield app
+    app.extensions["orgscim"].db.close()

@@ -142,3 +142,12 @@ def test_third_party_plugins_through_the_cli(entry_points, runner):
     result = runner.invoke("org", "configure", "r1", "org-e", "--auth-mode", "EXTERNAL_SECRET", "--federation",
                            "nope")
     assert result.exit_code != 0 and "unknown federation behaviour 'nope'" in result.output
+
+
+def test_org_whose_auth_plugin_is_gone_gets_503_not_500(client, services, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    """An org configured with a third-party mode that was later uninstalled: a clear 503 SCIM error."""
+    org = services.orgs.org("r1", "org-a")
+    services.orgs.upsert_org(org.realm, org.org_id, "UNINSTALLED_MODE", {}, True, org.federation, org.settings)
+    resp = client.get("/realms/r1/scim/v2/organizations/org-a/Users", headers=auth_headers["org-a"])
+    assert resp.status_code == 503 and resp.get_json()["status"] == "503"
+    assert resp.headers["Content-Type"].startswith("application/scim+json")

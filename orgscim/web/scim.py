@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from ..auth import AuthRequest, challenge
 from ..scim.errors import ScimError, invalid_syntax, not_found
 from ..scim.service import Query, Result, ScimService, _etag_matches
+from ..services import ConfigError
 from ..throttle import retry_after
 
 log = logging.getLogger("orgscim.web")
@@ -104,7 +105,11 @@ def resolve_and_authenticate() -> Response | None:
     org = services.orgs.org(g.realm, g.org_id)
     if org is None or not org.serving:
         return error_response(not_found("SCIM is not enabled for this organization"))
-    mode = services.auth_mode(org.auth_mode)
+    try:
+        mode = services.auth_mode(org.auth_mode)
+    except ConfigError as e:  # e.g. a third-party auth plugin was uninstalled
+        log.error("org %s/%s cannot authenticate: %s", g.realm, g.org_id, e)
+        return error_response(ScimError(503, "this SCIM endpoint is misconfigured; the operator has been told"))
     outcome = services.auth_ctx.authenticate(mode, org, AuthRequest(request.headers.get("Authorization"),
                                                                      request.remote_addr or ""))
     if outcome.retry_after:

@@ -3,39 +3,21 @@ JWK Set, and allowed only for the clients on the org's list."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from fixtures_keycloak import ORGSCIM_CLIENT, OTHER_CLIENT, REALM
+from fixtures_keycloak import ORGSCIM_CLIENT, OTHER_CLIENT, REALM, client_token
 from flask import Flask
 
-from orgscim.app import create_app
 from orgscim.services import ConfigError, Services
-from orgscim.store.db import Database
 
 pytestmark = pytest.mark.keycloak
 
 
-def client_token(keycloak: Any, client_id: str, secret: str) -> str:
-    """An access token of ``client_id``'s service account (client credentials grant)."""
-    resp = requests.post(f"{keycloak.base_url}/realms/{REALM}/protocol/openid-connect/token",
-                         data={"grant_type": "client_credentials", "client_id": client_id,
-                               "client_secret": secret}, timeout=10)
-    resp.raise_for_status()
-    return resp.json()["access_token"]
-
 
 @pytest.fixture
-def app(keycloak: Any, tmp_path: Path) -> Iterator[Flask]:
-    db_path = tmp_path / "orgscim.sqlite3"
-    Database(db_path).upgrade()
-    app = create_app({"TESTING": True, "DATABASE": str(db_path), "KEYCLOAK_URL": keycloak.base_url,
-                      "KEYCLOAK_CLIENT_SECRET": ORGSCIM_CLIENT[1]})
-    yield app
-    app.extensions["orgscim"].db.close()
+def app(kc_flask_app: Flask) -> Flask:
+    return kc_flask_app
 
 
 @pytest.fixture
