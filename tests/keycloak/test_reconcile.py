@@ -132,3 +132,20 @@ def test_deactivated_user_still_member_is_reported(scim_for: Callable[..., Scim]
     Reconciler(scim.services, "repair").run(org_id=temp_org["id"])
     assert not kc_admin.is_member(temp_org["id"], kc_user(kc_admin, user["id"])["id"])
     assert (user["id"], "unexpected_member") not in kinds(scim)
+
+
+def test_auto_repair_policy_repairs_during_a_plain_reconcile(scim_for: Callable[..., Scim],
+                                                             kc_admin: KeycloakAdmin,
+                                                             temp_org: dict[str, Any]) -> None:
+    """With the org option auto_repair=on, the worker's report-mode reconcile repairs what orgscim owns."""
+    scim = scim_for(temp_org["id"], auto_repair="on")
+    user = scim.call("POST", "/Users", okta_user(uniq("auto")), 201).get_json()
+    kc_id = kc_user(kc_admin, user["id"])["id"]
+    kc_admin.remove_member(temp_org["id"], kc_id)
+    summary = Reconciler(scim.services, "report").run(org_id=temp_org["id"])
+    assert summary.repaired == 1 and summary.findings == []
+    assert kc_admin.is_member(temp_org["id"], kc_id)
+    other = scim_for(temp_org["id"])  # same org, default policy (auto_repair off): reports only
+    kc_admin.remove_member(temp_org["id"], kc_id)
+    assert Reconciler(other.services, "report").run(org_id=temp_org["id"]).repaired == 0
+    assert not kc_admin.is_member(temp_org["id"], kc_id)
