@@ -94,3 +94,37 @@ def test_version_changes_after_each_effective_write(api):
         resp = api.patch(f"/Groups/{g['id']}", op)
         assert resp.status_code == 200 and resp.get_json()["meta"]["version"] not in gv
         gv.add(resp.get_json()["meta"]["version"])
+
+
+def test_derived_attributes_change_the_version(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    """``groups`` of a user and ``members`` of a group are part of their representations: a change to them gives
+    a new ``meta.version``, so If-None-Match never gets 304 for a stale representation (RFC 7644 §3.14)."""
+    h = {**auth_headers["org-a"], "Content-Type": "application/scim+json"}
+    base = "/realms/r1/scim/v2/organizations/org-a"
+    user = client.post(f"{base}/Users", headers=h, json={"userName": "derived@example.com"}).get_json()
+    other = client.post(f"{base}/Users", headers=h, json={"userName": "other@example.com"}).get_json()
+    group = client.post(f"{base}/Groups", headers=h, json={"displayName": "Derived"}).get_json()
+
+    def etag(path: str) -> str:
+        resp = client.get(path, headers=h)
+        assert resp.status_code == 200
+        return resp.headers["ETag"]
+
+    def still_current(path: str, tag: str) -> bool:
+        return client.get(path, headers={**h, "If-None-Match": tag}).status_code == 304
+
+    u, g = f"{base}/Users/{user['id']}", f"{base}/Groups/{group['id']}"
+    steps = [
+        ("add member", lambda: client.patch(g, headers=h, json={"Operations": [
+            {"op": "add", "path": "members", "value": [{"value": user["id"]}, {"value": other["id"]}]}]}), [u, g]),
+        ("rename group", lambda: client.patch(g, headers=h, json={"Operations": [
+            {"op": "replace", "path": "displayName", "value": "Renamed"}]}), [u, g]),
+        ("delete a member", lambda: client.delete(f"{base}/Users/{other['id']}", headers=h), [g]),
+        ("delete group", lambda: client.delete(g, headers=h), [u]),
+    ]
+    for name, action, changed in steps:
+        before = {path: etag(path) for path in changed}
+        assert action().status_code in (200, 204), name
+        for path in changed:
+            assert not still_current(path, before[path]), f"{name}: {path} kept its version"
+    assert client.get(u, headers=h).get_json().get("groups") is None

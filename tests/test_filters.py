@@ -33,7 +33,11 @@ def data(api):
     g["g2"] = api.create_group("Sales", members=[{"value": u["u2"]["id"]}])
     g["g3"] = api.create_group("Empty")
     time.sleep(0.01)
-    cut = u["u4"]["meta"]["lastModified"]
+    # Joining groups changes members' representations (their groups) and lastModified; u4 is then modified on
+    # its own so that the cut is u4's instant alone.
+    resp = api.patch(f"/Users/{u['u4']['id']}", {"op": "replace", "path": "preferredLanguage", "value": "en"})
+    assert resp.status_code == 200
+    cut = resp.get_json()["meta"]["lastModified"]
     time.sleep(0.01)
     resp = api.patch(f"/Users/{u['u2']['id']}", {"op": "replace", "path": "nickName", "value": "bobby"})
     assert resp.status_code == 200

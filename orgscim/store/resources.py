@@ -160,7 +160,7 @@ class ResourceStore:
                 pk = cur.lastrowid
                 self._index_emails(conn, pk, data)
                 if members:
-                    self._apply_members(conn, pk, MemberChange(replace=members))
+                    self._apply_members(conn, pk, MemberChange(replace=members), ts)
                 self._outbox(conn, outbox, rid)
         except sqlite3.IntegrityError as e:
             raise Conflict(str(e)) from e
@@ -181,21 +181,41 @@ class ResourceStore:
                 if row.type == "User":
                     conn.execute("DELETE FROM emails WHERE res_pk = ?", (row.pk,))
                     self._index_emails(conn, row.pk, data)
+                elif data.get("displayName") != row.data.get("displayName"):
+                    self._touch_members_of(conn, row.pk, ts)  # their groups[].display changed
                 if members:
-                    self._apply_members(conn, row.pk, members)
+                    self._apply_members(conn, row.pk, members, ts)
                 self._outbox(conn, outbox, row.id)
         except sqlite3.IntegrityError as e:
             raise Conflict(str(e)) from e
         return Row(row.pk, row.type, row.id, external_id, data, row.version + 1, row.created, ts)
 
     def delete(self, row: Row, outbox: Sequence[OutboxEntry] = ()) -> bool:
-        with self.db.transaction() as conn:
-            cur = conn.execute("DELETE FROM resources WHERE pk = ? AND org_pk = ? AND version = ?",
-                               (row.pk, self.org_pk, row.version))
-            if cur.rowcount != 1:
+        ts = now()
+        with self.db.transaction() as conn:  # holds the write lock: the version read here stays true
+            current = conn.execute("SELECT version FROM resources WHERE pk = ? AND org_pk = ?",
+                                   (row.pk, self.org_pk)).fetchone()
+            if current is None or current[0] != row.version:
                 return False
+            # What lists this resource (groups' members) or shows it (members' groups) changes with it.
+            self._touch(conn, [r[0] for r in conn.execute(
+                "SELECT group_pk FROM members WHERE member_pk = ? UNION SELECT member_pk FROM members "
+                "WHERE group_pk = ?", (row.pk, row.pk))], ts)
+            conn.execute("DELETE FROM resources WHERE pk = ?", (row.pk,))
             self._outbox(conn, outbox, row.id)
         return True
+
+    def _touch(self, conn: sqlite3.Connection, pks: Iterable[int], ts: str) -> None:
+        """A resource whose representation changed because another one did (``groups``/``members`` are derived):
+        new ``meta.version`` and ``lastModified``, so ETags never call a stale representation current (RFC 7644
+        §3.14)."""
+        for chunk in _chunks(list(dict.fromkeys(pks))):
+            conn.execute(f"UPDATE resources SET version = version + 1, modified = ? WHERE org_pk = ? AND pk IN "
+                         f"({','.join('?' * len(chunk))})", [ts, self.org_pk, *chunk])
+
+    def _touch_members_of(self, conn: sqlite3.Connection, group_pk: int, ts: str) -> None:
+        conn.execute("UPDATE resources SET version = version + 1, modified = ? WHERE pk IN "
+                     "(SELECT member_pk FROM members WHERE group_pk = ?)", (ts, group_pk))
 
     def _index_emails(self, conn: sqlite3.Connection, pk: int, data: dict[str, Any]) -> None:
         rows = [(pk, self.org_pk, e["value"].lower(), (e.get("type") or "").lower() or None)
@@ -203,10 +223,14 @@ class ResourceStore:
         if rows:
             conn.executemany("INSERT INTO emails (res_pk, org_pk, value_lc, type_lc) VALUES (?, ?, ?, ?)", rows)
 
-    def _apply_members(self, conn: sqlite3.Connection, group_pk: int, change: MemberChange) -> None:
+    def _apply_members(self, conn: sqlite3.Connection, group_pk: int, change: MemberChange, ts: str) -> None:
+        touched = {m.pk for m in change.add} | set(change.remove)
         if change.replace is not None:
+            touched |= {r[0] for r in conn.execute("SELECT member_pk FROM members WHERE group_pk = ?", (group_pk,))}
+            touched |= {m.pk for m in change.replace}
             conn.execute("DELETE FROM members WHERE group_pk = ?", (group_pk,))
             change = MemberChange(add=change.replace + change.add, remove=change.remove)
+        self._touch(conn, touched - {group_pk}, ts)
         if change.remove:
             conn.executemany("DELETE FROM members WHERE group_pk = ? AND member_pk = ?",
                              [(group_pk, pk) for pk in change.remove])
