@@ -8,6 +8,7 @@ import tomllib
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .services import Services
 from .store.db import Database
@@ -17,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_BASE_URL": None,  # e.g. https://sso.example.com when behind a proxy; default: the request's
     "MAX_CONTENT_LENGTH": 1_048_576,  # bodies above 1 MiB get 413 (also the Bulk maxPayloadSize)
     "AUTH_CACHE_SECONDS": 60,
+    "TRUSTED_PROXIES": 0,  # reverse proxies in front that set X-Forwarded-For/-Proto/-Host (0: trust none)
 }
 
 
@@ -43,6 +45,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise RuntimeError(f"database {app.config['DATABASE']} is at schema version {db.schema_version()}, "
                            f"this orgscim needs {db.latest_version}: run `orgscim db upgrade`")
     app.extensions["orgscim"] = Services(db, dict(app.config))
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:  # client address (auth throttle, audit) and URLs (meta.location) as the proxy saw them
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore
     logging.getLogger("orgscim").setLevel(app.config.get("LOG_LEVEL", "INFO"))
 
     from .web import admin, config_api, ops, scim

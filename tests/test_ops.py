@@ -31,3 +31,23 @@ def test_readyz_fails_when_keycloak_does_not_answer(tmp_path: Path) -> None:
     resp = app.test_client().get("/readyz")
     body = resp.get_json()
     assert resp.status_code == 503 and body["sqlite"] == "ok" and body["keycloak:acme"].startswith("error")
+
+
+def test_trusted_proxies_setting(tmp_path: Path) -> None:
+    """Behind one proxy the client address and URLs come from X-Forwarded-*; by default they are not trusted."""
+    Database(tmp_path / "db.sqlite3").upgrade()
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "sso.example.com"}
+    seen: list[tuple[str, str]] = []
+    for proxies in (0, 1):
+        app = create_app({"DATABASE": str(tmp_path / "db.sqlite3"), "TRUSTED_PROXIES": proxies})
+
+        @app.get("/probe")
+        def probe() -> str:
+            from flask import request
+
+            seen.append((request.remote_addr or "", request.host_url))
+            return "ok"
+
+        assert app.test_client().get("/probe", headers=headers).status_code == 200
+    assert seen[0] == ("127.0.0.1", "http://localhost/")
+    assert seen[1] == ("203.0.113.7", "https://sso.example.com/")
