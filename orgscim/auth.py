@@ -70,6 +70,14 @@ class IssuedCredential:
     secret: str
     username: str | None = None
 
+    def public(self) -> dict[str, Any]:
+        """The one time a credential is shown with its secret (and username for Basic): its listing form plus
+        those. Callers show this once and never store it."""
+        data = {**self.credential.public(), "secret": self.secret}
+        if self.username:
+            data["username"] = self.username
+        return data
+
 
 @dataclass
 class Rotation:

@@ -184,9 +184,8 @@ def _issuer(services: Services, o: Any) -> Any:
 
 def _issued(issued: Any) -> tuple[dict[str, Any], str]:
     """JSON and human forms of a new credential: the only time its secret is ever shown."""
-    data = {**issued.credential.public(), "secret": issued.secret}
+    data = issued.public()
     if issued.username:
-        data["username"] = issued.username
         human = f"username: {issued.username}\npassword (shown once): {issued.secret}"
     else:
         human = f"secret (shown once): {issued.secret}"

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import plugins
 from .auth import AuthContext
+from .jwks import JwksError
 from .keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
 from .provision.deliver import Deliverer, Stats
 from .provision.mapping import ORG_SETTINGS, PROFILE_ATTRIBUTES
@@ -180,8 +181,6 @@ class Services:
         keys and is reported (log, audit event, ``/metrics``, ``orgscim jwks refresh`` exit code).
         Returns ``{uri: "ok" | error}``.
         """
-        from .jwks import JwksError
-
         uris: dict[str, list[Org]] = {}
         for org in self.orgs.orgs():
             mode = self.auth_mode(org.auth_mode) if org.auth_mode in plugins.auth_modes() else None

@@ -12,10 +12,12 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from .provision.reconcile import Reconciler
 from .services import Services
 
 log = logging.getLogger("orgscim.worker")
@@ -45,8 +47,6 @@ class Worker:
                 "jwks": self.services.refresh_jwks, "housekeeping": self.housekeeping}
 
     def reconcile(self) -> dict[str, int]:
-        from .provision.reconcile import Reconciler
-
         if not self.services.keycloak_configured:
             return {}
         summary = Reconciler(self.services, "report").run()
@@ -75,7 +75,7 @@ class Worker:
         scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         for job in self.jobs:
             scheduler.add_job(self.run_once, "interval", args=[job], seconds=job.interval, id=job.name,
-                              next_run_time=_soon())
+                              next_run_time=datetime.now())
 
         def stop(signum: int, _frame: object) -> None:
             log.info("signal %s: stopping after the running job", signum)
@@ -86,11 +86,6 @@ class Worker:
         log.info("worker %s started: %s", self.holder, ", ".join(f"{j.name} every {j.interval:g}s" for j in self.jobs))
         scheduler.start()
 
-
-def _soon() -> Any:
-    from datetime import datetime
-
-    return datetime.now()
 
 
 def _plain(result: Any) -> Any:

@@ -28,7 +28,7 @@ from orgscim.keycloak.client import (
     Unauthorized,
 )
 from orgscim.store.orgs import Org, OrgStore
-from orgscim.store.resources import ResourceStore
+from orgscim.store.resources import ResourceStore, now
 from orgscim.store.sync import Link, OutboxItem, SyncStore
 
 from .mapping import ATTR_EXTERNAL_ID, ATTR_ID, PROFILE_ATTRIBUTES, active, setting, user_rep
@@ -102,7 +102,7 @@ class Deliverer:
                 for item in items:
                     if deadline is not None and time.monotonic() > deadline:
                         return stats
-                    if item.next_attempt > _now():
+                    if item.next_attempt > now():
                         stats.deferred = True
                         return stats  # the head of the queue waits: order is kept
                     if not self.deliver_one(org, admin, item, stats):
@@ -352,8 +352,3 @@ class Deliverer:
         self.sync.drop_link(org.pk, item.resource_id)
         self.sync.resolve(org.pk, item.resource_id)
 
-
-def _now() -> str:
-    from orgscim.store.resources import now
-
-    return now()

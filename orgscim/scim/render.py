@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from .schemas import ResourceType, Schema
+from .schemas import RESOURCE_TYPES, ResourceType, Schema
 
 
 def resource_json(rtype: ResourceType, rid: str, data: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -20,8 +21,11 @@ def resource_json(rtype: ResourceType, rid: str, data: dict[str, Any], meta: dic
     return out
 
 
-def _paths(rtype: ResourceType, names: list[str]) -> set[tuple[str, str, str | None]]:
-    """Resolve attribute names to (schema urn, attr, sub) triples; unknown names are ignored."""
+@lru_cache(maxsize=256)
+def _paths(type_name: str, names: tuple[str, ...]) -> frozenset[tuple[str, str, str | None]]:
+    """Resolve attribute names to (schema urn, attr, sub) triples; unknown names are ignored. Cached: a list
+    page projects every resource with the same names."""
+    rtype = RESOURCE_TYPES[type_name]
     out: set[tuple[str, str, str | None]] = set()
     for raw in names:
         name = raw.strip()
@@ -51,7 +55,7 @@ def _paths(rtype: ResourceType, names: list[str]) -> set[tuple[str, str, str | N
                 break
             out.add((s.id, attr.name, sub.name if sub else None))
             break
-    return out
+    return frozenset(out)
 
 
 def project(resource: dict[str, Any], rtype: ResourceType, attributes: list[str] | None,
@@ -61,8 +65,8 @@ def project(resource: dict[str, Any], rtype: ResourceType, attributes: list[str]
         return resource
     core = rtype.schema.id
     always = {("", "id", None), ("", "schemas", None)}
-    keep = _paths(rtype, attributes or []) if attributes else None
-    drop = _paths(rtype, excluded or []) - always if not attributes else set()
+    keep = _paths(rtype.name, tuple(attributes)) if attributes else None
+    drop = _paths(rtype.name, tuple(excluded or ())) - always if not attributes else set()
 
     def wanted(schema: str, attr: str, sub: str | None) -> bool:
         if (schema, attr, None) in always:

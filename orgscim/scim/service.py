@@ -18,7 +18,6 @@ from orgscim.store.resources import Conflict, MemberChange
 from . import filter as flt
 from .errors import (
     ScimError,
-    bad_request,
     invalid_filter,
     invalid_syntax,
     invalid_value,
@@ -127,7 +126,7 @@ class Result:
         return meta.get("version") if meta.get("resourceType") in RESOURCE_TYPES else None
 
 
-def _etag_matches(header: str | None, version: str) -> bool:
+def etag_matches(header: str | None, version: str) -> bool:
     if header is None:
         return True
     tags = [t.strip() for t in header.split(",")]
@@ -135,7 +134,7 @@ def _etag_matches(header: str | None, version: str) -> bool:
 
 
 def _check_if_match(if_match: str | None, version: str) -> None:
-    if if_match is not None and not _etag_matches(if_match, version):
+    if if_match is not None and not etag_matches(if_match, version):
         raise precondition_failed(f"resource version is {version}, If-Match was {if_match}")
 
 
@@ -191,8 +190,7 @@ class ScimService:
         key = "userName" if rtype is USER_TYPE else "displayName"
         name = data.get(key)
         if not isinstance(name, str) or not name.strip():
-            raise invalid_value(f"{key} is required") if rtype is GROUP_TYPE or key not in data else \
-                invalid_value(f"{key} must be a non-empty string")
+            raise invalid_value(f"{key} is required" if key not in data else f"{key} must be a non-empty string")
         return name
 
     def _members(self, delta: MembersDelta) -> Any:
@@ -490,5 +488,3 @@ def _wants(rtype: ResourceType, query: Query | None, attr: str) -> bool:
 def _unique_attr(rtype: ResourceType) -> str:
     return "userName" if rtype is USER_TYPE else "displayName"
 
-
-__all__ = ["ScimService", "Query", "Result", "bad_request"]

@@ -87,12 +87,8 @@ class SyncStore:
     def retry_now(self, org_pk: int | None = None) -> int:
         """Make every pending entry due now (``orgscim outbox --retry``)."""
         with self.db.transaction() as conn:
-            if org_pk is None:
-                cur = conn.execute("UPDATE outbox SET next_attempt = ? WHERE done IS NULL", (now(),))
-            else:
-                cur = conn.execute("UPDATE outbox SET next_attempt = ? WHERE done IS NULL AND org_pk = ?",
-                                   (now(), org_pk))
-            return cur.rowcount
+            return conn.execute("UPDATE outbox SET next_attempt = ? WHERE done IS NULL AND (? IS NULL OR org_pk = ?)",
+                                (now(), org_pk, org_pk)).rowcount
 
     def outbox(self, org_pk: int | None = None, include_done: bool = False, limit: int = 1000) -> list[OutboxItem]:
         where = ["1"]

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import requests
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from orgscim_plugins.auth_jwt import DEFAULT_LEEWAY, JwtRules, check_algorithms, verify_jwt
+from orgscim_plugins.auth_keycloak import realm_endpoint, realm_issuer
 from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthContext, AuthFailed, IssuedCredential, Rotation, bearer, grace_hours
@@ -134,11 +135,11 @@ class RealmTokens:
 
     def issuer(self, realm: str) -> str:
         """The ``iss`` of the realm's tokens (and the base of its browser-facing OIDC endpoints)."""
-        return f"{self.public}/realms/{quote(realm, safe='')}"
+        return realm_issuer(self.public, realm)
 
     def endpoint(self, realm: str, name: str) -> str:
         """A back-channel OIDC endpoint of the realm (``token``, ``certs``), on the URL orgscim uses."""
-        return f"{self.base}/realms/{quote(realm, safe='')}/protocol/openid-connect/{name}"
+        return realm_endpoint(self.base, realm, name)
 
     def rules(self, realm: str, audience: str | None = None) -> JwtRules:
         """What a token of ``realm`` must satisfy (``audience`` checked when given: ID tokens)."""
@@ -231,14 +232,6 @@ def _object(data: dict[str, Any], key: str, default: dict[str, Any]) -> dict[str
     if not isinstance(value, dict):
         raise ConfigError(f"{key} must be an object")
     return dict(value)
-
-
-def issued_public(issued: IssuedCredential) -> dict[str, Any]:
-    """A new credential as shown once: its listing form plus the secret (and username for Basic)."""
-    data = {**issued.credential.public(), "secret": issued.secret}
-    if issued.username:
-        data["username"] = issued.username
-    return data
 
 
 class OrgAdmin:
@@ -516,7 +509,7 @@ def credentials(org_id: str) -> Response:
         issuing(org)
         if body(optional=True) != {}:
             raise ApiError(400, "invalid_request", "creating a credential takes no fields; send an empty body")
-        return _json(issued_public(admin().issue(org)), 201)
+        return _json(admin().issue(org).public(), 201)
     raise method_not_allowed("GET", "POST")
 
 
@@ -532,7 +525,7 @@ def rotate(org_id: str) -> Response:
         raise ApiError(400, "invalid_request", 'send {} or {"graceHours": <hours the previous credentials keep '
                                                'working, 0 to 720>}')
     rotation = admin().rotate(org, data.get("graceHours"))
-    return _json({**issued_public(rotation.issued), "superseded": [c.public() for c in rotation.superseded],
+    return _json({**rotation.issued.public(), "superseded": [c.public() for c in rotation.superseded],
                   "deadline": rotation.deadline}, 201)
 
 

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthRequest, challenge
 from ..scim.errors import ScimError, invalid_syntax, not_found
-from ..scim.service import Query, Result, ScimService, _etag_matches
+from ..scim.service import Query, Result, ScimService, etag_matches
 from ..services import ConfigError
 from ..throttle import retry_after
 
@@ -224,7 +224,7 @@ def item(kind: str, rid: str) -> Response:
     if request.method == "GET":
         result = service.get(rtype, rid, query())
         inm = request.headers.get("If-None-Match")
-        if inm and result.etag and _etag_matches(inm, result.etag):
+        if inm and result.etag and etag_matches(inm, result.etag):
             resp = Response(status=304)
             resp.headers["ETag"] = result.etag
             return resp

@@ -25,6 +25,15 @@ from orgscim.store.orgs import Org
 from .auth_jwt import ExternalJwtAuth, JwtRules, common_settings, string_list
 
 
+def realm_issuer(public_url: str, realm: str) -> str:
+    """The ``iss`` of a realm's tokens: Keycloak's public (front-end) URL + ``/realms/{realm}``."""
+    return f"{str(public_url).rstrip('/')}/realms/{quote(realm, safe='')}"
+
+
+def realm_endpoint(base_url: str, realm: str, name: str) -> str:
+    """A back-channel OIDC endpoint of a realm (``token``, ``certs``) on the URL orgscim reaches Keycloak at."""
+    return f"{str(base_url).rstrip('/')}/realms/{quote(realm, safe='')}/protocol/openid-connect/{name}"
+
 class KeycloakAuth(ExternalJwtAuth):
     name = "KEYCLOAK"
 
@@ -40,11 +49,10 @@ class KeycloakAuth(ExternalJwtAuth):
         return cfg
 
     def rules(self, org: Org) -> JwtRules:
-        base = str(self.ctx.config["KEYCLOAK_URL"]).rstrip("/")
-        public = str(self.ctx.config.get("KEYCLOAK_FRONTEND_URL") or base).rstrip("/")
-        realm = quote(org.realm, safe="")
-        return JwtRules.from_config(org.auth_config, f"{public}/realms/{realm}",
-                                    f"{base}/realms/{realm}/protocol/openid-connect/certs")
+        cfg = self.ctx.config
+        return JwtRules.from_config(org.auth_config, realm_issuer(cfg.get("KEYCLOAK_FRONTEND_URL") or
+                                                                 cfg["KEYCLOAK_URL"], org.realm),
+                                    realm_endpoint(cfg["KEYCLOAK_URL"], org.realm, "certs"))
 
     def accept(self, org: Org, claims: dict[str, Any]) -> Principal:
         if claims.get("typ") != "Bearer":
