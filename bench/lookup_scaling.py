@@ -38,7 +38,9 @@ from typing import Any
 REALM = "bench"
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 BIN = Path(sys.executable).parent
-SCIMLOAD = Path("/work/shared/bench/scimload.py")
+REPO = Path(__file__).resolve().parent.parent
+# ../shared beside the repository (ORGSCIM_SHARED overrides), like tests/conformance/conftest.py
+SCIMLOAD = Path(os.environ.get("ORGSCIM_SHARED", REPO.parent / "shared")) / "bench" / "scimload.py"
 TTY = sys.stderr.isatty()
 
 
