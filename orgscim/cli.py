@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -12,24 +13,62 @@ import click
 from .services import ConfigError, Services
 
 
-def _services(upgrade_ok: bool = False) -> Services:
+def _config() -> dict[str, Any]:
     from flask import Flask
 
     from .app import load_config
-    from .store.db import Database
 
     app = Flask("orgscim", instance_path=os.environ.get("ORGSCIM_INSTANCE") or None,
                 instance_relative_config=True)
     load_config(app)
     os.makedirs(app.instance_path, exist_ok=True)
-    db = Database(app.config["DATABASE"])
-    if not upgrade_ok and db.schema_version() < db.latest_version:
-        raise click.ClickException(f"database {app.config['DATABASE']} needs migrating: run `orgscim db upgrade`")
-    return Services(db, dict(app.config))
+    config_file = os.path.join(app.instance_path, "config.toml")
+    app.config["_CONFIG_SOURCE"] = (f"{config_file} and ORGSCIM_* variables" if os.path.exists(config_file)
+                                    else f"ORGSCIM_* variables (no {config_file})")
+    return dict(app.config)
+
+
+def _database(config: dict[str, Any], upgrade_ok: bool = False) -> Any:
+    from .store.db import Database, SchemaError
+
+    db = Database(config["DATABASE"])
+    try:
+        db.check_schema(upgrade_ok)
+    except SchemaError as e:
+        raise click.ClickException(str(e)) from None
+    return db
+
+
+def _services(upgrade_ok: bool = False) -> Services:
+    config = _config()
+    return Services(_database(config, upgrade_ok), config)
 
 
 def _emit(data: Any, as_json: bool, human: str) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else human)
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -> str:
+    """Rows as aligned columns under a header (the last column is not padded), or ``empty``."""
+    if not rows:
+        return empty
+    cells = [tuple("-" if v is None or v == "" else str(v) for v in row) for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+                     for r in cells)
+
+
+def _resource(row: dict[str, Any]) -> str:
+    """``User alice@example.com (id)`` for a row with names (see :func:`orgscim.names.add_names`)."""
+    name = row.get("resourceName")
+    return f"{row['resourceType']} {name} ({row['resourceId']})" if name else f"{row['resourceType']} " \
+        f"{row['resourceId']}"
+
+
+def _org_cell(row: dict[str, Any]) -> str:
+    from .names import org_label
+
+    return org_label(row.get("orgName"), row.get("orgAlias"), row["orgId"])
 
 
 @click.group()
@@ -149,12 +188,41 @@ def _org(services: Services, realm_name: str, org_id: str) -> Any:
 
 @org.command("list")
 @click.option("--realm", "realm_name")
-@click.option("--json", "as_json", is_flag=True)
-def org_list(realm_name: str | None, as_json: bool) -> None:
-    """Configured orgs, and organizations reconcile found in Keycloak without a SCIM config."""
-    orgs = _services().org_overview(realm_name)
-    _emit(orgs, as_json, "\n".join(f"{o['realm']}\t{o['orgId']}\t{o.get('authMode') or '-'}\t{o['status']}"
-                                   for o in orgs) or "no orgs")
+@click.option("--search", help="part of the name, alias or id (case-insensitive)")
+@click.option("--status", type=click.Choice(["configured", "not-configured", "drift", "failing"]),
+              help="only configured orgs, organizations without SCIM config, orgs with open drift, or with failing "
+                   "deliveries to Keycloak")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 500), help="rows per page")
+@click.option("--after", metavar="CURSOR", help="the page after this cursor (the `next` value of a page)")
+@click.option("--json", "as_json", is_flag=True,
+              help='{"orgs": [...], "next": CURSOR or null}; repeat with --after CURSOR until next is null')
+def org_list(realm_name: str | None, search: str | None, status: str | None, limit: int, after: str | None,
+             as_json: bool) -> None:
+    """Configured orgs, and organizations Keycloak lists without a SCIM config, one page at a time (in realm
+    and id order), with their Keycloak names."""
+    from .services import org_status
+
+    try:
+        page = _services().orgs.org_page(realm_name, after=after, limit=limit, search=search, status=status)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--after") from None
+    for row in page.rows:
+        row["status"] = org_status(row)
+    again = ["orgscim", "org", "list", *(("--realm", realm_name) if realm_name else ()),
+             *(("--search", search) if search else ()), *(("--status", status) if status else ()),
+             *(("--limit", str(limit)) if limit != 100 else ())]
+    next_cmd = shlex.join([*again, "--after", page.next]) if page.next else None
+    if as_json:
+        _emit({"orgs": page.rows, "next": page.next, "nextCommand": next_cmd and next_cmd + " --json"}, True, "")
+        return
+    from .names import org_label
+
+    click.echo(_table(("ORGANIZATION", "ID", "REALM", "AUTH MODE", "SCIM", "DRIFT", "PENDING"), [
+        (org_label(o.get("name"), o.get("alias"), o["orgId"]) if o.get("name") else "(name unknown)", o["orgId"],
+         o["realm"], o.get("authMode"), o["status"], o.get("openDrift"), o.get("pendingChanges"))
+        for o in page.rows], "no orgs" + (" match" if search or status else "")))
+    if next_cmd:
+        click.echo(f"more: {next_cmd}")
 
 
 @org.command("show")
@@ -272,17 +340,27 @@ def credential_revoke(realm_name: str, org_id: str, credential_id: str, as_json:
 # -- Keycloak ---------------------------------------------------------------------------------------
 @main.command()
 @click.option("--realm", "realm_names", multiple=True, help="realm to check (default: every configured realm)")
+@click.option("--require-keycloak", is_flag=True,
+              help="fail when KEYCLOAK_URL is not set (the systemd units use it: never start standalone by mistake)")
 @click.option("--json", "as_json", is_flag=True)
-def check(realm_names: tuple[str, ...], as_json: bool) -> None:
-    """Check the configuration, Keycloak reachability and the service account's roles."""
+def check(realm_names: tuple[str, ...], require_keycloak: bool, as_json: bool) -> None:
+    """Check the configuration, Keycloak reachability and the service account's roles (exit 1 on a problem)."""
     from .keycloak.client import KeycloakError
 
     services = _services()
     report: list[dict[str, Any]] = []
     ok = True
-    if not services.keycloak_configured:
-        report.append({"check": "keycloak", "ok": True, "detail": "KEYCLOAK_URL not set: standalone mode"})
     realms = list(realm_names) or [r["realm"] for r in services.orgs.realms()]
+    if not services.keycloak_configured:
+        report.append({"check": "keycloak", "ok": not require_keycloak, "detail": (
+            "STANDALONE: KEYCLOAK_URL is not set, so nothing reaches Keycloak (SCIM data stays in SQLite only). "
+            f"Settings come from {services.config.get('_CONFIG_SOURCE', 'ORGSCIM_* variables')}: set KEYCLOAK_URL "
+            "and KEYCLOAK_CLIENT_SECRET_FILE in config.toml of the instance folder (or as ORGSCIM_… variables); "
+            "see README, Configuration")})
+        ok = not require_keycloak
+    elif not realms:
+        report.append({"check": "keycloak", "ok": True, "detail": f"KEYCLOAK_URL is {services.config['KEYCLOAK_URL']}; "
+                       "no realm is enabled yet (`orgscim realm enable REALM`), so no realm was checked"})
     for name in realms if services.keycloak_configured else []:
         try:
             admin = services.keycloak(name)
@@ -290,7 +368,7 @@ def check(realm_names: tuple[str, ...], as_json: bool) -> None:
             admin.token()
             missing = admin.check_permissions()
             version = admin.server_version()
-            detail = f"Keycloak {version} reachable; " + (
+            detail = f"Keycloak {version} at {admin.base_url} reachable; " + (
                 f"service account {admin.client_id} lacks realm-management roles: {', '.join(missing)} "
                 f"(Keycloak admin console → Clients → {admin.client_id} → Service account roles)"
                 if missing else "service account has every required role")
@@ -326,11 +404,16 @@ def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry
         stats = services.deliverer.deliver_all()
         click.echo(f"retried {n} entries: {stats.delivered} delivered, {stats.refused} refused"
                    + (", Keycloak still failing" if stats.failed else ""), err=as_json)
+    from .names import add_names
+
     items = services.sync.outbox(org_pk, include_done)
-    _emit([i.public() for i in items], as_json, "\n".join(
-        f"{i.pk}\t{i.action}\t{i.resource_id}\tattempts {i.attempts}\t{i.done or 'pending'}\t{i.last_error or ''}"
-        for i in items) or "outbox empty")
-    sys.exit(1 if any(i.done is None for i in items) else 0)
+    orgs = {o.pk: o for o in services.orgs.orgs(realm_name)} if items else {}
+    rows = add_names(services.orgs, [{**i.public(), "realm": orgs[i.org_pk].realm, "orgId": orgs[i.org_pk].org_id}
+                                     for i in items if i.org_pk in orgs])
+    _emit(rows, as_json, _table(("ID", "ORGANIZATION", "CHANGE", "RESOURCE", "ATTEMPTS", "DONE", "LAST ERROR"), [
+        (r["id"], _org_cell(r), r["action"], _resource(r), r["attempts"], r["done"] or "pending", r["lastError"])
+        for r in rows], "outbox empty"))
+    sys.exit(1 if any(r["done"] is None for r in rows) else 0)
 
 
 @main.command()
@@ -369,7 +452,11 @@ def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair:
     data = {"mode": mode, "orgs": summary.orgs, "users": summary.users, "groups": summary.groups,
             "keycloakMembers": counts["members"], "discovered": summary.discovered, "vanished": summary.vanished,
             "repaired": summary.repaired, "drift": summary.findings}
-    lines = [f"{d['orgId']}\t{d['resourceType']} {d['resourceId']}\t{d['kind']}" for d in summary.findings]
+    from .names import add_names
+
+    add_names(services.orgs, summary.findings)
+    lines = [_table(("ORGANIZATION", "RESOURCE", "KIND"), [(_org_cell(d), _resource(d), d["kind"])
+                                                          for d in summary.findings], "no differences")]
     lines.append(f"{mode}: {summary.orgs} orgs, {summary.users} users, {summary.groups} groups, "
                  f"{counts['members']} Keycloak members; {len(summary.findings)} differences"
                  + (f", {summary.repaired} repaired" if repair else "")
@@ -384,12 +471,14 @@ def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair:
 @click.option("--json", "as_json", is_flag=True)
 def drift(org_id: str | None, include_resolved: bool, as_json: bool) -> None:
     """Recorded differences between SCIM and Keycloak (exit 1 if any is open)."""
+    from .names import add_names
+
     services = _services()
     rows = [d for o in services.orgs.orgs() if org_id in (None, o.org_id)
             for d in services.sync.drift(o.pk, open_only=not include_resolved)]
-    _emit(rows, as_json, "\n".join(
-        f"{d['orgId']}\t{d['resourceType']} {d['resourceId']}\t{d['kind']}\tsince {d['firstSeen']}"
-        + (f"\tresolved {d['resolved']}" if d["resolved"] else "") for d in rows) or "no drift")
+    add_names(services.orgs, rows)
+    _emit(rows, as_json, _table(("ORGANIZATION", "RESOURCE", "KIND", "SINCE", "RESOLVED"), [
+        (_org_cell(d), _resource(d), d["kind"], d["firstSeen"], d["resolved"]) for d in rows], "no drift"))
     sys.exit(1 if any(d["resolved"] is None for d in rows) else 0)
 
 
@@ -437,31 +526,34 @@ def worker(once: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=16, show_default=True, type=int, help="requests in flight per worker")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn")
-def serve(host: str, port: int, workers: int, dev: bool) -> None:
-    """Serve the web app (gunicorn; --dev for Flask's server)."""
-    from .app import create_app
-
-    try:
-        app = create_app()
-    except RuntimeError as e:
-        raise click.ClickException(str(e)) from None
+def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
+    """Serve the web app (gunicorn, settings in orgscim.gunicorn_conf; --dev for Flask's server)."""
     if dev:
+        from .app import create_app
+
+        try:
+            app = create_app()
+        except RuntimeError as e:
+            raise click.ClickException(str(e)) from None
         app.run(host=host, port=port)
         return
+    _database(_config()).close()  # refuse a database to migrate or newer than this code; keep nothing open
     from gunicorn.app.base import BaseApplication
+
+    from . import gunicorn_conf
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("timeout", 60)
-            if "control_socket_disable" in self.cfg.settings:  # gunicorn 27+: no socket under $HOME
-                self.cfg.set("control_socket_disable", True)
+            for key, value in gunicorn_conf.settings(bind=[f"{host}:{port}"], workers=workers).items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
 
-        def load(self) -> Any:
-            return app
+        def load(self) -> Any:  # in each worker after the fork (no preload_app)
+            from .asgi import create
+
+            return create(threads)
 
     _Gunicorn().run()
 

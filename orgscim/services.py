@@ -24,6 +24,8 @@ from .store.sync import SyncStore
 
 log = logging.getLogger("orgscim")
 
+INLINE_HOLD_MARGIN = 5.0  # seconds past the delivery budget before the worker may take a request's entries
+
 
 class ConfigError(ValueError):
     """An operator-facing configuration mistake; the message says what to do."""
@@ -43,7 +45,8 @@ class Services:
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self.deliverer = Deliverer(self.orgs, self.sync, lambda pk: ResourceStore(self.db, pk), self.keycloak,
-                                   self.federation)
+                                   self.federation, workers=self.delivery_workers,
+                                   per_org=int(self.config.get("DELIVERY_PER_ORG", 4)))
 
     # -- plugins --------------------------------------------------------------------------------
     def auth_mode(self, name: str) -> Any:

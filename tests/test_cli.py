@@ -89,7 +89,7 @@ def test_full_flow_and_the_secret_works_against_the_api(cli):
     human = cli("org", "show", "r9", "org-1").output + cli("org", "credential", "list", "r9", "org-1").output
     no_secrets(human, secret)
 
-    orgs = cli.json("org", "list", "--json")
+    orgs = cli.json("org", "list", "--json")["orgs"]
     assert sorted((o["realm"], o["orgId"], o["serving"]) for o in orgs) == [("r9", "org-1", True),
                                                                            ("r9", "org-2", True)]
     no_secrets(cli("org", "list", "--json").output, secret)
@@ -98,7 +98,7 @@ def test_full_flow_and_the_secret_works_against_the_api(cli):
     cli("realm", "disable", "r9")
     closed = client.get(f"{base}/org-1/Users", headers={"Authorization": f"Bearer {secret}"})
     assert closed.status_code == 404 and closed.get_json()["status"] == "404"
-    assert [o["serving"] for o in cli.json("org", "list", "--json")] == [False, False]
+    assert [o["serving"] for o in cli.json("org", "list", "--json")["orgs"]] == [False, False]
     cli("realm", "enable", "r9")
 
     cli("org", "credential", "revoke", "r9", "org-1", created["id"])
@@ -112,7 +112,7 @@ def test_unknown_auth_mode_is_a_helpful_error(cli):
     result = cli("org", "configure", "r9", "org-1", "--auth-mode", "NOPE", ok=False)
     assert result.exit_code != 0
     assert "unknown auth mode 'NOPE'" in result.output and "EXTERNAL_SECRET" in result.output
-    assert cli.json("org", "list", "--json") == []
+    assert cli.json("org", "list", "--json") == {"orgs": [], "next": None, "nextCommand": None}
 
 
 def test_bad_settings_and_unknown_org_are_helpful_errors(cli):
@@ -129,6 +129,6 @@ def test_runner_fixture_targets_the_test_instance(runner, api):
     """The shared ``runner`` fixture drives the same database the ``app`` fixture serves."""
     result = runner.invoke("org", "list", "--json")
     assert result.exit_code == 0
-    assert sorted(o["orgId"] for o in json.loads(result.stdout)) == ["org-a", "org-b"]
+    assert sorted(o["orgId"] for o in json.loads(result.stdout)["orgs"]) == ["org-a", "org-b"]
     assert runner.invoke("realm", "disable", "r1").exit_code == 0
     api.error(api.get("/Users"), 404)

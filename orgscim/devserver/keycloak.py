@@ -398,6 +398,7 @@ class KeycloakDev:
         self.base_url: str = ""
         self.management_url: str = ""
         self.work_dir: Path | None = None
+        self.java: str | None = None  # the java binary Keycloak runs on (after start)
         self.log_path: Path | None = None
         self.startup_seconds: float | None = None
         self.realms: list[str] = []
@@ -511,6 +512,7 @@ class KeycloakDev:
         )
         if java_home:
             env["JAVA_HOME"] = java_home
+        self.java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
         self._log_fh = open(self.log_path, "ab")
         _log(
             f"starting Keycloak {self.version} on {self.base_url} (management {self.management_url}, "
@@ -668,6 +670,7 @@ class KeycloakDev:
             "pid": self.pid,
             "log": str(self.log_path) if self.log_path else None,
             "version": self.version,
+            "java": self.java,
         }
 
 

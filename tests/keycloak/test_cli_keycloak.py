@@ -48,8 +48,10 @@ def test_reconcile_drift_outbox_commands(scim_for: Callable[..., Scim], kc_admin
     cli(scim, keycloak, "reconcile", "--org", temp_org["id"], expect=1)
     drift = json.loads(cli(scim, keycloak, "drift", "--json", expect=1).stdout)
     assert [(d["resourceId"], d["kind"], d["resolved"]) for d in drift] == [(user["id"], "removed_from_org", None)]
+    assert drift[0]["resourceName"] == user["userName"] and drift[0]["orgName"] == temp_org["name"]
     human = cli(scim, keycloak, "drift", expect=1).stdout
     assert "removed_from_org" in human and user["id"] in human
+    assert user["userName"] in human and temp_org["name"] in human
 
     repaired = json.loads(cli(scim, keycloak, "reconcile", "--org", temp_org["id"], "--repair", "--json").stdout)
     assert repaired["repaired"] == 1 and repaired["drift"] == []
@@ -74,9 +76,15 @@ def test_org_list_and_show(scim_for: Callable[..., Scim], keycloak: Any, temp_or
                            acme: dict[str, Any]) -> None:
     scim = scim_for(acme["id"])
     cli(scim, keycloak, "reconcile", "--realm", "orgscim-test", expect=None)
-    listed = {o["orgId"]: o for o in json.loads(cli(scim, keycloak, "org", "list", "--json").stdout)}
+    listed = {o["orgId"]: o for o in json.loads(cli(scim, keycloak, "org", "list", "--search", "acme",
+                                                     "--json").stdout)["orgs"]}
     assert listed[acme["id"]]["configured"] and listed[acme["id"]]["serving"]
-    assert listed[temp_org["id"]]["configured"] is False and listed[temp_org["id"]]["serving"] is False
+    assert listed[acme["id"]]["name"] == acme["name"]
+    fresh = json.loads(cli(scim, keycloak, "org", "list", "--search", temp_org["name"], "--json").stdout)["orgs"]
+    assert [(o["orgId"], o["name"], o["configured"], o["serving"]) for o in fresh] == [
+        (temp_org["id"], temp_org["name"], False, False)]
+    human = cli(scim, keycloak, "org", "list", "--search", temp_org["name"]).stdout
+    assert temp_org["name"] in human and temp_org["id"] in human and "not configured" in human
     shown = json.loads(cli(scim, keycloak, "org", "show", "orgscim-test", acme["id"], "--json").stdout)
     assert shown["orgId"] == acme["id"] and len(shown["credentials"]) == 1
 

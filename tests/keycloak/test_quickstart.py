@@ -62,9 +62,48 @@ def test_quickstart_serves_a_working_scim_endpoint(tmp_path: Path) -> None:
         outbox = subprocess.run([str(REPO / ".venv" / "bin" / "orgscim"), "outbox", "--json"], env=env,
                                 capture_output=True, text=True, timeout=60)
         assert outbox.returncode == 0 and json.loads(outbox.stdout) == [], outbox.stdout  # delivered to Keycloak
+        new_shell_commands_act_on_the_quickstart_keycloak(env["ORGSCIM_INSTANCE"], tmp_path, url, secret)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     with socket.socket() as s:  # quickstart stopped what it started
         assert s.connect_ex(("127.0.0.1", port)) != 0, "orgscim still listening after quickstart stopped"
+
+
+def new_shell_commands_act_on_the_quickstart_keycloak(instance: str, tmp_path: Path, url: str, secret: str) -> None:
+    """issue 11: in a new shell (no ORGSCIM_* settings at all, another working directory) the CLI acts on the
+    quick start's Keycloak and shows names: the settings come from the instance's config.toml."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "ORGSCIM_INSTANCE": instance}
+    orgscim = str(REPO / ".venv" / "bin" / "orgscim")
+
+    def run(*args: str, ok: tuple[int, ...] = (0,)) -> str:
+        proc = subprocess.run([orgscim, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode in ok, (args, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+        return proc.stdout
+
+    config = Path(instance, "config.toml").read_text()
+    assert "KEYCLOAK_URL" in config and "orgscim-dev-secret" not in config  # secrets live in files beside it
+    check = run("check", "--require-keycloak")
+    assert "ok  realm orgscim-test" in check and "standalone" not in check.lower(), check
+    listing = run("org", "list")
+    acme_line = next(line for line in listing.splitlines() if line.startswith("acme"))
+    assert "serving" in acme_line and "EXTERNAL_SECRET" in acme_line, listing
+    assert any(line.startswith("globex") and "not configured" in line for line in listing.splitlines()), listing
+    listed = json.loads(run("org", "list", "--json"))
+    assert {o["name"] for o in listed["orgs"]} >= {"acme", "globex"} and listed["next"] is None
+
+    # a user deleted in Keycloak behind orgscim's back: reconcile --dry-run names it; nothing is recorded
+    state = json.loads(Path(instance, "quickstart", "keycloak.json").read_text())
+    from orgscim.keycloak.client import KeycloakAdmin
+
+    admin = KeycloakAdmin(state["base_url"], "orgscim-test", "orgscim", "orgscim-dev-secret")
+    kc_user = admin.find_user_by_username("qs.user@acme.example")
+    assert kc_user is not None
+    admin.delete_user(kc_user["id"])
+    dry = run("reconcile", "--dry-run", ok=(1,))
+    assert "acme" in dry and "User qs.user@acme.example" in dry and "missing_in_keycloak" in dry, dry
+    assert run("drift").strip() == "no drift"  # a dry run writes nothing
+    run("reconcile", ok=(1,))
+    drift = run("drift", ok=(1,))
+    assert "acme" in drift and "qs.user@acme.example" in drift, drift
