@@ -24,8 +24,6 @@ from .store.sync import SyncStore
 
 log = logging.getLogger("orgscim")
 
-INLINE_HOLD_MARGIN = 5.0  # seconds past the delivery budget before the worker may take a request's entries
-
 
 class ConfigError(ValueError):
     """An operator-facing configuration mistake; the message says what to do."""
@@ -45,8 +43,7 @@ class Services:
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self.deliverer = Deliverer(self.orgs, self.sync, lambda pk: ResourceStore(self.db, pk), self.keycloak,
-                                   self.federation, workers=self.delivery_workers,
-                                   per_org=int(self.config.get("DELIVERY_PER_ORG", 4)))
+                                   self.federation)
 
     # -- plugins --------------------------------------------------------------------------------
     def auth_mode(self, name: str) -> Any:
@@ -131,9 +128,10 @@ class Services:
                 raise ConfigError(f"{key} must be one of {', '.join(ORG_SETTINGS[key])}")
             settings[key] = value
         admin = self.keycloak(realm)
+        kc_org = None
         if admin is not None:
             try:
-                admin.get_organization(org_id)
+                kc_org = admin.get_organization(org_id)
                 admin.ensure_profile_attributes(PROFILE_ATTRIBUTES)
             except KeycloakUnavailable as e:
                 raise ConfigError(f"Keycloak at {admin.base_url} is not reachable ({e}); start it or fix "
@@ -143,7 +141,10 @@ class Services:
                     raise ConfigError(f"realm {realm} of Keycloak has no organization with id {org_id}: use the "
                                       "organization's id (Keycloak admin console → Organizations)") from None
                 raise ConfigError(f"Keycloak refused: {e}") from None
-        return self.orgs.upsert_org(realm, org_id, auth_mode, cfg, enabled, federation, settings)
+        org = self.orgs.upsert_org(realm, org_id, auth_mode, cfg, enabled, federation, settings)
+        if isinstance(kc_org, dict) and kc_org.get("id") == org_id:  # its name for the listings
+            self.orgs.seen_in_keycloak(realm, [kc_org])
+        return org
 
     def issuer(self, org: Org) -> Any:
         """The org's auth-mode plugin when orgscim issues its credentials (``EXTERNAL_SECRET``,
