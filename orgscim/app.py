@@ -41,9 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     db = Database(app.config["DATABASE"])
-    if db.schema_version() < db.latest_version:
-        raise RuntimeError(f"database {app.config['DATABASE']} is at schema version {db.schema_version()}, "
-                           f"this orgscim needs {db.latest_version}: run `orgscim db upgrade`")
+    db.check_schema()  # SchemaError (a RuntimeError) when it needs migrating or is newer than this code
     app.extensions["orgscim"] = Services(db, dict(app.config))
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies > 0:  # client address (auth throttle, audit) and URLs (meta.location) as the proxy saw them

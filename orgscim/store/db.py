@@ -21,6 +21,10 @@ from .migrations import MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 
 
+class SchemaError(RuntimeError):
+    """The database is not at the schema version this code knows; the message says what to do."""
+
+
 class Database:
     """A thin wrapper over one ``sqlite3`` connection per thread."""
 
@@ -96,6 +100,18 @@ class Database:
     @property
     def latest_version(self) -> int:
         return len(MIGRATIONS)
+
+    def check_schema(self, upgrade_ok: bool = False) -> None:
+        """Refuse a database newer than this code (its migrations are unknown here, so writing to it could
+        corrupt what a newer orgscim stored) and, unless ``upgrade_ok``, one that still needs migrating."""
+        version = self.schema_version()
+        if version > self.latest_version:
+            raise SchemaError(f"database {self.path} is at schema version {version}, newer than this orgscim "
+                              f"(it knows versions up to {self.latest_version}): run the orgscim release that "
+                              "wrote it, or restore a backup taken before the upgrade")
+        if version < self.latest_version and not upgrade_ok:
+            raise SchemaError(f"database {self.path} is at schema version {version}, this orgscim needs "
+                              f"{self.latest_version}: run `orgscim db upgrade`")
 
     def backup(self, target: str | Path) -> None:
         """Online backup (SQLite backup API): consistent while the service keeps writing."""
