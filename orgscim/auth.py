@@ -20,6 +20,8 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -27,7 +29,9 @@ from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
+from . import metrics
 from .jwks import JwksCache
+from .store.authstate import AuthStateStore, auth_key, state_path
 from .store.jwks import JwksStore
 from .store.orgs import Credential, Org, OrgStore
 from .store.resources import now as _now
@@ -39,20 +43,46 @@ audit_log = logging.getLogger("orgscim.audit")
 DEFAULT_CHALLENGE = 'Bearer realm="orgscim"'
 DEFAULT_GRACE_HOURS = 24.0
 MAX_GRACE_HOURS = 24.0 * 30
+DEFAULT_CACHE_SECONDS = 86400.0  # idle time after which a remembered verification is paid again
+DEFAULT_CACHE_ENTRIES = 20_000  # remembered verifications per process (about 200 bytes each)
+TOUCH_SECONDS = 60  # last_used is written at most about this often per credential
 
 
 @dataclass
 class AuthRequest:
-    """The parts of an HTTP request an auth mode may look at.
+    """The parts of an HTTP request an auth mode may look at, and its hooks into the failure throttle.
 
-    ``cheap_only`` is set for a client that is being throttled: the mode may accept what it can check
-    without expensive work (a verified-cache hit, a signature against cached keys) but must not run
-    Argon2id or fetch anything.
+    ``cheap_only`` is true for a client that is being throttled: the mode may accept what it can check
+    without expensive work (a remembered verification, a signature against cached keys) but must not run
+    Argon2id or fetch anything. It is read from the shared throttle on first use only, so a request served
+    from the verified cache never reads it. :meth:`spend` takes an attempt before expensive work.
     """
 
     authorization: str | None
     remote_addr: str
-    cheap_only: bool = False
+    throttle_wait: Callable[[], float] = field(default=lambda: 0.0, repr=False)
+    throttle_take: Callable[[], float] = field(default=lambda: 0.0, repr=False)
+    spent: bool = False  # an attempt was taken for expensive work (given back on success)
+    retry_after: float = 0.0  # > 0: the client is throttled
+    _wait: float | None = field(default=None, repr=False)
+
+    @property
+    def cheap_only(self) -> bool:
+        if self._wait is None:
+            self._wait = self.throttle_wait()
+        return self._wait > 0
+
+    def spend(self) -> bool:
+        """Take one attempt before Argon2id; False (and ``retry_after`` set) when the client is throttled."""
+        if self.cheap_only:
+            self.retry_after = self._wait or 0.0
+            return False
+        wait = self.throttle_take()
+        if wait > 0:
+            self.retry_after = wait
+            return False
+        self.spent = True
+        return True
 
 
 @dataclass
@@ -136,7 +166,8 @@ HASHER = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
 @dataclass
 class _Cached:
     cred_pk: int
-    until: float
+    used: float  # last use (wall clock): entries idle longer than AUTH_CACHE_SECONDS are not trusted
+    synced: float  # when the host-wide row's ``used`` was last moved forward
 
 
 def _clean(text: str, limit: int = 120) -> str:
@@ -147,26 +178,45 @@ def _clean(text: str, limit: int = 120) -> str:
 @dataclass
 class AuthContext:
     """Per-process state shared by auth plugins: stores, config, the Argon2id hasher, the verified cache, the
-    failure throttle and the JWKS cache."""
+    failure throttle and the JWKS cache.
+
+    The verified cache has two levels, both keyed by :meth:`digest` (HMAC of org and presented value under the
+    host's key, never the value itself): an LRU in this process (``AUTH_CACHE_ENTRIES``, oldest use evicted
+    one at a time) in front of the host-wide table of the auth-state file, so Argon2id runs once per
+    credential for the whole host, not per worker. An entry is trusted while it is used at least every
+    ``AUTH_CACHE_SECONDS`` (sliding). The credential row is read for every request, so revocation, expiry
+    and rotation deadlines written by any process apply at once whatever the caches hold.
+    """
 
     orgs: OrgStore
-    cache_ttl: float = 60.0
+    cache_ttl: float = DEFAULT_CACHE_SECONDS
     hasher: PasswordHasher = HASHER
     config: dict[str, Any] = field(default_factory=dict)
-    throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    state: AuthStateStore | None = None
+    throttle: FailureThrottle = None  # type: ignore[assignment]  # default: on ``state``
     jwks: JwksCache = field(default_factory=JwksCache)
     clock: Any = time.time  # wall clock for JWT exp/nbf/iat (RFC 7519 §4.1.4-6); tests move it
-    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    _cache: dict[bytes, _Cached] = field(default_factory=dict)
-    _touched: dict[int, float] = field(default_factory=dict)
+    cache_entries: int = DEFAULT_CACHE_ENTRIES
+    _key: bytes = b""
+    _cache: OrderedDict[bytes, _Cached] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = AuthStateStore(state_path(self.orgs.db.path))
+        if not self._key:
+            self._key = auth_key(self.orgs.db.path)
+        if self.throttle is None:
+            self.throttle = FailureThrottle(self.state)
 
     @classmethod
     def from_config(cls, orgs: OrgStore, config: dict[str, Any]) -> AuthContext:
         """Build the context from app config (``AUTH_*`` and ``JWKS_*`` keys, all optional)."""
+        state = AuthStateStore(state_path(orgs.db.path))
         return cls(
-            orgs, cache_ttl=float(config.get("AUTH_CACHE_SECONDS", 60)), config=dict(config),
-            throttle=FailureThrottle(int(config.get("AUTH_THROTTLE_BURST", 10)),
+            orgs, cache_ttl=float(config.get("AUTH_CACHE_SECONDS", DEFAULT_CACHE_SECONDS)), config=dict(config),
+            state=state, cache_entries=int(config.get("AUTH_CACHE_ENTRIES", DEFAULT_CACHE_ENTRIES)),
+            throttle=FailureThrottle(state, int(config.get("AUTH_THROTTLE_BURST", 10)),
                                      float(config.get("AUTH_THROTTLE_REFILL_SECONDS", 6))),
             jwks=JwksCache(ttl=float(config.get("JWKS_CACHE_SECONDS", 3600)),
                            timeout=float(config.get("JWKS_TIMEOUT", 5)),
@@ -174,29 +224,36 @@ class AuthContext:
 
     # -- the request path ----------------------------------------------------------------------
     def authenticate(self, mode: Any, org: Org, req: AuthRequest) -> Outcome:
-        """Throttle, call ``mode``, audit. Throttled clients get only the cheap check (DESIGN §5)."""
-        key = (org.pk, client_key(req.remote_addr))
+        """Call ``mode`` with the throttle hooked in, audit, count. Throttled clients get only the cheap check
+        (DESIGN §5); a success served from the verified cache touches no throttle state at all."""
         presented = bool(req.authorization and req.authorization.strip())
-        wait = self.throttle.acquire(key) if presented else 0.0
-        req.cheap_only = wait > 0
+        key = f"{org.pk}|{client_key(req.remote_addr)}"
+        if presented:
+            req.throttle_wait = lambda: self.throttle.wait(key)
+            req.throttle_take = lambda: self.throttle.acquire(key)
         reason = "no credentials" if not presented else "rejected"
         try:
             principal = mode.authenticate(org, req)
         except AuthFailed as e:
             principal, reason = None, e.reason
         if principal is not None:
-            if presented and not wait:
+            if req.spent:
                 self.throttle.refund(key)
             audit_log.info("auth ok realm=%s org=%s addr=%s mode=%s credential=%s subject=%s", org.realm,
                            org.org_id, req.remote_addr, principal.mode, principal.credential_id,
                            _clean(principal.subject or "-"))
             return Outcome(principal)
+        wait = req.retry_after
+        if presented and not wait and not req.spent:
+            wait = self.throttle.acquire(key)  # a failure that cost nothing still uses an attempt
         if wait:
+            metrics.auth_failure(org.auth_mode, "throttled")
             if self.throttle.first_refusal(key):
                 audit_log.warning("auth throttled realm=%s org=%s addr=%s retry_after=%.0fs", org.realm,
                                   org.org_id, req.remote_addr, wait)
                 self.orgs.event(org.pk, "auth.throttled", {"addr": req.remote_addr, "retryAfter": round(wait)})
             return Outcome(None, wait)
+        metrics.auth_failure(org.auth_mode, "rejected" if presented else "missing")
         audit_log.info("auth failure realm=%s org=%s addr=%s mode=%s reason=%s", org.realm, org.org_id,
                        req.remote_addr, org.auth_mode, _clean(reason))
         if presented:
@@ -206,7 +263,7 @@ class AuthContext:
 
     # -- Argon2id and the verified cache -------------------------------------------------------
     def digest(self, org_pk: int, presented: str) -> bytes:
-        """Keyed digest of a presented secret: what the cache is keyed by (never the secret itself)."""
+        """Keyed digest of a presented secret: what the caches are keyed by (never the secret itself)."""
         return hmac.new(self._key, f"{org_pk}\0{presented}".encode(), hashlib.sha256).digest()
 
     def hash_secret(self, secret: str) -> str:
@@ -227,51 +284,92 @@ class AuthContext:
                                            (p.parallelism, cur.parallelism), (p.hash_len, cur.hash_len),
                                            (p.salt_len, cur.salt_len)))
 
-    def verify(self, org: Org, cred: Credential | None, presented: str, cheap_only: bool = False) -> bool:
-        """Check ``presented`` against ``cred`` (active, of this org); Argon2id only on a cache miss.
+    def verify(self, org: Org, cred: Credential | None, presented: str, req: AuthRequest | None = None) -> bool:
+        """Check ``presented`` against ``cred`` (active, of this org); Argon2id only when neither this process
+        nor the host remembers the verification.
 
         ``cred`` is the row as read for this request, so a revocation or expiry written by any process takes
-        effect at once, warm cache or not. With ``cheap_only`` a cache miss is a failure (no hashing).
+        effect at once, warm cache or not. Before Argon2id an attempt is taken from the failure throttle
+        (``req.spend``); a throttled client's cache miss is a failure without hashing.
         """
-        ts = _now()
-        if cred is None or cred.org_pk != org.pk or not cred.active(ts):
+        if cred is None or cred.org_pk != org.pk or not cred.active(_now()):
             return False
         key = self.digest(org.pk, presented)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit and hit.cred_pk == cred.pk and hit.until > time.monotonic():
+        at = self.clock()
+        if self._remembered(key, cred.pk, at):
             self._touch(cred)
             return True
-        if cheap_only:
+        if req is not None and not req.spend():
             return False
+        metrics.argon2_verification()
         try:
             self.hasher.verify(cred.hash, presented)
         except (VerificationError, InvalidHashError):
             return False
         if self.needs_rehash(cred.hash):
             self.orgs.update_credential(cred.pk, hash=self.hasher.hash(presented))
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key] = _Cached(cred.pk, time.monotonic() + self.cache_ttl)
+        assert self.state is not None
+        self.state.remember(key, cred.pk, at, self.cache_ttl)
+        self._keep(key, _Cached(cred.pk, at, at))
         self._touch(cred)
         return True
 
+    def _remembered(self, key: bytes, cred_pk: int, at: float) -> bool:
+        """A verification of ``key`` for ``cred_pk`` used within the idle limit, in this process or the host's
+        table (then copied here). Slides the entry's expiry."""
+        sync = False
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                if hit.cred_pk == cred_pk and at - hit.used <= self.cache_ttl:
+                    hit.used = at
+                    self._cache.move_to_end(key)
+                    sync = at - hit.synced > min(self.cache_ttl / 4, 3600.0)
+                    if sync:
+                        hit.synced = at
+                else:
+                    del self._cache[key]
+                    hit = None
+        assert self.state is not None
+        if hit is not None:
+            metrics.cache_hit("process")
+            if sync:  # keep the host-wide entry alive for the other workers
+                self.state.remember(key, cred_pk, at, self.cache_ttl)
+            return True
+        row = self.state.verified(key)
+        if row is None or row[0] != cred_pk or at - row[1] > self.cache_ttl:
+            return False
+        if at - row[1] > min(self.cache_ttl / 4, 3600.0):
+            self.state.remember(key, cred_pk, at, self.cache_ttl)
+        self._keep(key, _Cached(cred_pk, at, at))
+        metrics.cache_hit("host")
+        return True
+
+    def _keep(self, key: bytes, entry: _Cached) -> None:
+        """Remember in this process; past ``cache_entries`` the least recently used entry goes (one at a time)."""
+        with self._lock:
+            self._cache[key] = entry
+            if hasattr(self._cache, "move_to_end"):
+                self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_entries:
+                self._cache.pop(next(iter(self._cache)))
+
     def forget(self, cred_pk: int | None = None) -> None:
-        """Drop cached verifications (of one credential, or all): on rotate and revoke."""
+        """Drop remembered verifications (of one credential, or all), here and host-wide: on rotate and revoke."""
         with self._lock:
             if cred_pk is None:
                 self._cache.clear()
             else:
-                self._cache = {k: v for k, v in self._cache.items() if v.cred_pk != cred_pk}
+                for k in [k for k, v in self._cache.items() if v.cred_pk == cred_pk]:
+                    del self._cache[k]
+        assert self.state is not None
+        self.state.forget(cred_pk)
 
     def _touch(self, cred: Credential) -> None:
-        """Record last use, at most once a minute per credential (keeps the write lock free)."""
-        mono = time.monotonic()
-        if mono - self._touched.get(cred.pk, -1e9) < 60:
-            return
-        self._touched[cred.pk] = mono
-        self.orgs.update_credential(cred.pk, last_used=_now())
+        """Record last use at most about once a minute per credential, host-wide: decided from the row read
+        for this request, so no per-credential state is kept in memory."""
+        if cred.last_used is None or cred.last_used < later(-TOUCH_SECONDS):
+            self.orgs.update_credential(cred.pk, last_used=_now())
 
     # -- credential lifecycle ------------------------------------------------------------------
     def revoke(self, org: Org, cred_id: str) -> Credential | None:

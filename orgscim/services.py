@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import plugins
+from . import metrics, plugins
 from .auth import AuthContext
 from .jwks import JwksError
 from .keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
@@ -73,6 +73,7 @@ class Services:
                 self._admins[realm] = KeycloakAdmin(
                     self.config["KEYCLOAK_URL"], realm, self.config.get("KEYCLOAK_CLIENT_ID") or "orgscim",
                     self.keycloak_secret(), timeout=float(self.config.get("KEYCLOAK_TIMEOUT", 5)))
+                metrics.instrument_session(self._admins[realm].session)  # Keycloak latency and errors
             return self._admins[realm]
 
     def keycloak_secret(self) -> str:

@@ -1,24 +1,27 @@
-"""Throttling of failed authentication per (org, client address), in memory, per process (DESIGN §5).
+"""Throttling of failed authentication per (org, client address), shared by every process of the host (DESIGN §5).
 
-Each key has a token bucket of ``burst`` attempts that refills one attempt every ``refill_seconds``. A request
-that presents a credential takes an attempt *before* it is checked and gives it back when the check succeeds,
-so only failures use the bucket up, and concurrent requests cannot overdraw it. With the bucket empty the web
-layer answers 429 with ``Retry-After`` before any Argon2id hashing: a flood of wrong secrets from one address
-costs at most ``burst`` verifications, then one per ``refill_seconds``.
+Each key has a token bucket of ``burst`` attempts that refills one attempt every ``refill_seconds``. Only work
+that can fail costs an attempt: the auth path takes one right before Argon2id (given back when the check
+succeeds) or after a failure that cost nothing; a request answered from the verified cache never touches the
+throttle. With the bucket empty the web layer answers 429 with ``Retry-After`` before any Argon2id hashing: a
+flood of wrong secrets from one address costs at most ``burst`` verifications, then one per ``refill_seconds``,
+**for the whole host**: the buckets live in the shared auth-state file (:mod:`orgscim.store.authstate`), so N
+gunicorn workers do not allow N times the burst.
 
-The table is bounded (``max_keys``): full buckets (nothing to remember) are dropped first, then the least
-recently used ones. IPv6 clients are keyed by their /64, the block one subscriber usually gets.
+The table is bounded (``max_keys``): refilled buckets (nothing to remember) are dropped first, then the least
+recently used ones. IPv6 clients are keyed by their /64, the block one subscriber usually gets. The client
+address is the TCP peer unless ``TRUSTED_PROXIES`` says how many reverse proxies to believe: behind a proxy left
+at the default, every client shares the proxy's bucket.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable
+
+from .store.authstate import AuthStateStore
 
 
 def client_key(addr: str) -> str:
@@ -39,74 +42,38 @@ def retry_after(wait: float) -> str:
     return str(max(1, math.ceil(wait)))
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
-    announced: bool = False  # the first 429 of a lockout has been logged
-
-
 class FailureThrottle:
-    """Token buckets of authentication attempts keyed by anything hashable (here: org pk and client key)."""
+    """Token buckets of authentication attempts keyed by a string (here: org pk and client key)."""
 
-    def __init__(self, burst: int = 10, refill_seconds: float = 6.0, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: AuthStateStore, burst: int = 10, refill_seconds: float = 6.0,
+                 max_keys: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         if burst < 1 or refill_seconds <= 0:
             raise ValueError("burst must be >= 1 and refill_seconds > 0")
+        self.store = store
         self.burst = burst
         self.refill_seconds = refill_seconds
         self.max_keys = max_keys
-        self.clock = clock
-        self._buckets: OrderedDict[Hashable, _Bucket] = OrderedDict()
-        self._lock = threading.Lock()
+        self.clock = clock  # wall clock: shared by processes (tests move it)
 
-    def _bucket(self, key: Hashable, now: float) -> _Bucket:
-        b = self._buckets.get(key)
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` may try again (0.0: now). Reads only; creates nothing."""
+        b = self.store.bucket(key)
         if b is None:
-            self._make_room()
-            b = self._buckets[key] = _Bucket(float(self.burst), now)
-        else:
-            b.tokens = min(float(self.burst), b.tokens + (now - b.at) / self.refill_seconds)
-            b.at = now
-            self._buckets.move_to_end(key)
-        return b
+            return 0.0
+        tokens = min(float(self.burst), b[0] + max(0.0, self.clock() - b[1]) / self.refill_seconds)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) * self.refill_seconds
 
-    def _make_room(self) -> None:
-        if len(self._buckets) < self.max_keys:
-            return
-        now = self.clock()
-        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.at) / self.refill_seconds >= self.burst]
-        for k in full:
-            del self._buckets[k]
-        while len(self._buckets) >= self.max_keys:
-            self._buckets.popitem(last=False)
-
-    def acquire(self, key: Hashable) -> float:
+    def acquire(self, key: str) -> float:
         """Take one attempt: 0.0 when taken, else the seconds until one is available (nothing taken)."""
-        with self._lock:
-            now = self.clock()
-            b = self._bucket(key, now)
-            if b.tokens >= 1.0:
-                b.tokens -= 1.0
-                b.announced = False
-                return 0.0
-            return (1.0 - b.tokens) * self.refill_seconds
+        return self.store.take(key, self.burst, self.refill_seconds, self.clock(), self.max_keys)
 
-    def refund(self, key: Hashable) -> None:
+    def refund(self, key: str) -> None:
         """Give back the attempt a successful authentication took."""
-        with self._lock:
-            b = self._buckets.get(key)
-            if b is not None:
-                b.tokens = min(float(self.burst), b.tokens + 1.0)
+        self.store.give_back(key, self.burst)
 
-    def first_refusal(self, key: Hashable) -> bool:
-        """True once per lockout: lets the caller log the start of a lockout, not every refused request."""
-        with self._lock:
-            b = self._buckets.get(key)
-            if b is None or b.announced:
-                return False
-            b.announced = True
-            return True
+    def first_refusal(self, key: str) -> bool:
+        """True once per lockout (across processes): lets the caller log its start, not every refused request."""
+        return self.store.announce(key)
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return self.store.count()

@@ -62,7 +62,7 @@ class FakeRealm:
         now = int(time.time())
         body: dict[str, Any] = {
             "iss": iss or f"{KEYCLOAK}/realms/{realm}", "sub": sub or f"user-{username}", "typ": typ,
-            "azp": "admin-tool", "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex,
+            "azp": "orgscim-admin", "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex,
             "preferred_username": username,
             "resource_access": {"realm-management": {"roles": ["manage-organizations"] if roles is None else roles}},
         }

@@ -206,6 +206,8 @@ def test_failures_are_throttled_before_any_hashing(client, services, template, c
     good = template.secrets[ORG_A]
     wrong = good[:-6] + "zzzzzz"  # the right credential id: each attempt would cost one Argon2id
     burst = services.auth_ctx.throttle.burst
+    frozen = services.auth_ctx.throttle.clock()
+    services.auth_ctx.throttle.clock = lambda: frozen  # no refill while Argon2id runs on a busy machine
     statuses = [get(client, ORG_A, bearer(wrong)).status_code for _ in range(200)]
     assert statuses[:burst] == [401] * burst and set(statuses[burst:]) == {429}
     assert counting.verifications == burst  # 200 wrong secrets, `burst` Argon2id verifications

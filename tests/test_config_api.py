@@ -190,7 +190,7 @@ def test_realm_flag_get_put(cfg, services, client, auth_headers):
     [off, on] = events(services)
     assert off["kind"] == "config.realm" and off["org_pk"] is None
     assert off["detail"] == {"realm": REALM, "scimEnabled": False, "who": "alice", "sub": "user-alice",
-                             "client": "admin-tool", "via": "api"}
+                             "client": "orgscim-admin", "via": "api"}
     assert on["detail"]["scimEnabled"] is True
 
 
@@ -444,7 +444,8 @@ def test_token_modes_have_no_issued_credentials(cfg, services, fake):
 
 
 def test_every_change_is_audited_with_who_and_without_secrets(cfg, services, client, fake):
-    other = ConfigApi(client, fake.token(username="svc", sub="sub-svc", azp="ci-bot", roles=["manage-realm"]))
+    other = ConfigApi(client, fake.token(username="svc", sub="sub-svc", azp="ci-bot", aud="orgscim",
+                                             roles=["manage-realm"]))
     cfg.call("PUT", "/config", {"scimEnabled": True})
     cfg.call("PUT", cfg.org(NEW_ORG), {"authMode": "EXTERNAL_SECRET"})
     secret = other.call("POST", other.org(NEW_ORG, "/credentials")).get_json()

@@ -154,4 +154,16 @@ MIGRATIONS: list[list[str]] = [
             error TEXT
         )""",
     ],
+    # 6: /metrics without scans: resource totals kept by triggers (FK cascades fire them too), failing JWK Sets
+    #    found through a partial index.
+    [
+        "CREATE TABLE resource_totals (type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO resource_totals (type, n) SELECT type, count(*) FROM resources GROUP BY type",
+        """CREATE TRIGGER resource_totals_insert AFTER INSERT ON resources BEGIN
+           INSERT OR IGNORE INTO resource_totals (type, n) VALUES (NEW.type, 0);
+           UPDATE resource_totals SET n = n + 1 WHERE type = NEW.type; END""",
+        """CREATE TRIGGER resource_totals_delete AFTER DELETE ON resources BEGIN
+           UPDATE resource_totals SET n = n - 1 WHERE type = OLD.type; END""",
+        "CREATE INDEX ix_jwks_failing ON jwks(uri) WHERE error IS NOT NULL",
+    ],
 ]

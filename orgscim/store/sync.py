@@ -51,6 +51,14 @@ class Link:
     state: dict[str, Any]
 
 
+def _epoch(stamp: str) -> float | None:
+    """Seconds since the epoch of a stored timestamp (``TIME_FORMAT``, UTC), None if it is not one."""
+    try:
+        return datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def later(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime(TIME_FORMAT)
 
@@ -124,28 +132,28 @@ class SyncStore:
                                      (cutoff,)).rowcount,
             }
 
-    def metrics(self) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
-        """(name, type, help, [(labels, value)]) for ``/metrics``: all from SQLite, cheap indexed counts."""
-        pending = self.db.all("SELECT o.realm, o.org_id, count(*), min(x.created) FROM outbox x JOIN orgs o ON "
-                              "o.pk = x.org_pk WHERE x.done IS NULL GROUP BY x.org_pk")
-        drift = self.db.all("SELECT o.realm, o.org_id, d.kind, count(*) FROM drift d JOIN orgs o ON o.pk = d.org_pk "
-                            "WHERE d.resolved IS NULL GROUP BY d.org_pk, d.kind")
-        orgs = self.db.all("SELECT count(*), sum(o.enabled AND o.vanished IS NULL AND COALESCE(r.scim_enabled, 0)) "
-                           "FROM orgs o LEFT JOIN realms r ON r.name = o.realm").pop()
-        resources = self.db.all("SELECT type, count(*) FROM resources GROUP BY type")
-        jwks = self.db.all("SELECT uri, error IS NOT NULL, fetched FROM jwks")
+    def metrics(self) -> list[tuple[str, str, list[tuple[dict[str, str], float]]]]:
+        """(name, help, [(labels, value)]) gauges for ``/metrics``: aggregates only (no tenant identifiers), each
+        read from an index or a maintained count, so a scrape costs the same whatever the number of orgs."""
+        ts = time.time()
+        pending = self.db.one("SELECT count(*), min(created) FROM outbox WHERE done IS NULL")
+        drift = self.db.all("SELECT kind, count(*) FROM drift WHERE resolved IS NULL GROUP BY kind")
+        orgs = self.db.one("SELECT count(*), sum(o.enabled AND o.vanished IS NULL AND COALESCE(r.scim_enabled, 0)) "
+                           "FROM orgs o LEFT JOIN realms r ON r.name = o.realm")
+        resources = self.db.all("SELECT type, n FROM resource_totals")
+        jwks = self.db.one("SELECT count(*) FROM jwks WHERE error IS NOT NULL")
+        oldest = _epoch(pending[1]) if pending and pending[1] else None
         return [
-            ("outbox_pending", "gauge", "Keycloak changes not delivered yet",
-             [({"realm": r[0], "org": r[1]}, r[2]) for r in pending]),
-            ("drift_open", "gauge", "open differences between SCIM state and Keycloak",
-             [({"realm": r[0], "org": r[1], "kind": r[2]}, r[3]) for r in drift]),
-            ("orgs", "gauge", "configured organizations", [({}, orgs[0] or 0)]),
-            ("orgs_serving", "gauge", "organizations whose SCIM endpoint is open", [({}, orgs[1] or 0)]),
-            ("resources", "gauge", "SCIM resources stored", [({"type": r[0]}, r[1]) for r in resources]),
-            ("jwks_refresh_failing", "gauge", "1 when the last refresh of a JWK Set failed (last good keys in use)",
-             [({"uri": r[0]}, int(r[1])) for r in jwks]),
-            ("jwks_fetched_timestamp_seconds", "gauge", "when a JWK Set was last fetched successfully",
-             [({"uri": r[0]}, r[2]) for r in jwks if r[2] is not None]),
+            ("outbox_pending", "Keycloak changes not delivered yet (all orgs)", [({}, pending[0] if pending else 0)]),
+            ("outbox_oldest_age_seconds", "age of the oldest undelivered Keycloak change (0: none)",
+             [({}, max(0.0, ts - oldest) if oldest else 0.0)]),
+            ("drift_open", "open differences between SCIM state and Keycloak, by kind",
+             [({"kind": r[0]}, r[1]) for r in drift]),
+            ("orgs", "configured organizations", [({}, orgs[0] or 0 if orgs else 0)]),
+            ("orgs_serving", "organizations whose SCIM endpoint is open", [({}, orgs[1] or 0 if orgs else 0)]),
+            ("resources", "SCIM resources stored", [({"type": r[0]}, r[1]) for r in resources]),
+            ("jwks_refresh_failing", "JWK Sets whose last refresh failed (last good keys in use; `orgscim jwks "
+             "refresh` names them)", [({}, jwks[0] if jwks else 0)]),
         ]
 
     # -- links ----------------------------------------------------------------------------------

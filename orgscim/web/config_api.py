@@ -52,6 +52,7 @@ log = logging.getLogger("orgscim.web")
 bp = Blueprint("config_api", __name__, url_prefix="/realms/<realm>/orgs")
 
 ADMIN_ROLES = frozenset({"manage-organizations", "manage-realm", "realm-admin"})
+DEFAULT_ADMIN_TOKEN_CLIENTS = frozenset({"orgscim", "orgscim-admin"})
 REALM_MANAGEMENT = "realm-management"
 REALM_NAME = re.compile(r"^[\w.-]{1,255}$")
 EXTENSION = "orgscim.realm_tokens"
@@ -110,8 +111,10 @@ class RealmTokens:
 
     def __init__(self, ctx: AuthContext, keycloak_url: str, frontend_url: str | None = None,
                  algorithms: tuple[str, ...] = ("RS256",), leeway: int = DEFAULT_LEEWAY, timeout: float = 5.0,
-                 realm_exists: Callable[[str], bool] | None = None) -> None:
+                 realm_exists: Callable[[str], bool] | None = None,
+                 clients: frozenset[str] = DEFAULT_ADMIN_TOKEN_CLIENTS) -> None:
         self.ctx = ctx
+        self.clients = clients
         self.base = keycloak_url.rstrip("/")
         self.public = (frontend_url or keycloak_url).rstrip("/")
         self.algorithms = algorithms
@@ -131,7 +134,7 @@ class RealmTokens:
         except ValueError as e:
             raise ConfigError(f"ADMIN_TOKEN_ALGORITHMS: {e}") from None
         return cls(services.auth_ctx, str(cfg["KEYCLOAK_URL"]), cfg.get("KEYCLOAK_FRONTEND_URL"), algs,
-                   timeout=float(cfg.get("KEYCLOAK_TIMEOUT", 5)))
+                   timeout=float(cfg.get("KEYCLOAK_TIMEOUT", 5)), clients=admin_token_clients(cfg))
 
     def issuer(self, realm: str) -> str:
         """The ``iss`` of the realm's tokens (and the base of its browser-facing OIDC endpoints)."""
@@ -174,7 +177,31 @@ class RealmTokens:
             raise AuthFailed("not an access token (typ)")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise AuthFailed("no sub")
+        if not bound_to(claims, self.clients):
+            client = str(claims.get("azp", claims.get("client_id")))[:64]
+            raise AuthFailed(f"token issued to client {client}, not to orgscim (ADMIN_TOKEN_CLIENTS)")
         return Caller.from_claims(realm, claims)
+
+
+def admin_token_clients(cfg: dict[str, Any]) -> frozenset[str]:
+    """``ADMIN_TOKEN_CLIENTS`` (list or comma-separated); default: orgscim's own clients (``KEYCLOAK_CLIENT_ID``,
+    ``ADMIN_CLIENT_ID``)."""
+    value = cfg.get("ADMIN_TOKEN_CLIENTS")
+    if value:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return frozenset(str(c).strip() for c in items if str(c).strip())
+    return frozenset({str(cfg.get("KEYCLOAK_CLIENT_ID") or "orgscim"), str(cfg.get("ADMIN_CLIENT_ID") or
+                                                                           "orgscim-admin")})
+
+
+def bound_to(claims: dict[str, Any], clients: frozenset[str]) -> bool:
+    """Whether a token was issued to one of ``clients`` (``azp``/``client_id``, RFC 9068 §2.2) or names one in
+    ``aud`` (RFC 7519 §4.1.3: a token another client obtained for orgscim through an audience mapper)."""
+    client = claims.get("azp", claims.get("client_id"))
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return (isinstance(client, str) and client in clients) or any(isinstance(a, str) and a in clients
+                                                                   for a in audiences)
 
 
 def realm_tokens(app: Flask | None = None) -> RealmTokens | None:
@@ -354,7 +381,7 @@ def authenticate() -> None:
         raise ApiError(401, "unauthorized", f"send an access token of realm {realm}: Authorization: Bearer <token>",
                        {"WWW-Authenticate": challenge})
     ctx = services().auth_ctx
-    key = ("config-api", client_key(request.remote_addr or ""))
+    key = f"config-api|{client_key(request.remote_addr or '')}"
     wait = ctx.throttle.acquire(key)
     try:
         caller = tokens.access_token(realm, token, cheap_only=wait > 0)
@@ -365,7 +392,8 @@ def authenticate() -> None:
             raise ApiError(429, "throttled", "too many failed authentication attempts from this address; retry "
                            "later", {"Retry-After": retry_after(wait)}) from None
         raise ApiError(401, "invalid_token", f"the token is not a valid access token of realm {realm} (signature, "
-                       "issuer, expiry or type); get a fresh one from this realm's token endpoint",
+                       "issuer, expiry, type, or a client not among orgscim's: ADMIN_TOKEN_CLIENTS); get a fresh one "
+                       "from this realm's token endpoint",
                        {"WWW-Authenticate": f'{challenge}, error="invalid_token"'}) from None
     if not wait:
         ctx.throttle.refund(key)

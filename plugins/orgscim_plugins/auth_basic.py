@@ -52,7 +52,7 @@ class ExternalBasicAuth(IssuingMode):
                 match = cred
         if match is None:
             raise AuthFailed("no active credential with this username")
-        if not self.ctx.verify(org, match, f"{user}:{password}", req.cheap_only):
+        if not self.ctx.verify(org, match, f"{user}:{password}", req):
             raise AuthFailed(f"credential {match.cred_id}: wrong password")
         return Principal(self.name, match.cred_id, match.username)
 

@@ -30,7 +30,7 @@ class ExternalSecretAuth(IssuingMode):
         cred = self.ctx.orgs.credential(org.pk, cred_id)
         if cred is None or cred.kind != self.kind:
             raise AuthFailed("no such credential for this org")
-        if not self.ctx.verify(org, cred, token, req.cheap_only):
+        if not self.ctx.verify(org, cred, token, req):
             status = cred.status()
             raise AuthFailed(f"credential {cred.cred_id}: "
                              + ("wrong secret" if status in ("active", "expiring") else status))
