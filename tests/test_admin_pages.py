@@ -348,23 +348,31 @@ def test_rotate_and_revoke_forms(logged_in, services):
 
 
 def test_configure_form_errors_keep_the_input(logged_in, services):
+    """issue 11: real fields per auth mode and federation behaviour instead of JSON text areas."""
     page = text(logged_in.get("/admin/orgs/org-new"))
     assert "SCIM is not configured" in page
-    form = {"csrf": csrf(page), "authMode": "EXTERNAL_SECRET", "authConfig": '{"grace_hours": ', "federation": "none",
-            "federationConfig": "{}", "enabled": "on", "option_username_policy": "email"}
+    assert 'id="auth-EXTERNAL_SECRET-grace_hours"' in page and 'id="auth-KEYCLOAK-allowed_clients"' in page
+    assert 'id="auth-EXTERNAL_JWT-jwks_uri"' in page and 'id="fed-link-org-idp-id_attribute"' in page
+    assert "<textarea" not in page  # every built-in mode has fields
+    form = {"csrf": csrf(page), "authMode": "EXTERNAL_SECRET", "auth-EXTERNAL_SECRET-grace_hours": "9999",
+            "auth-KEYCLOAK-allowed_clients": "ignored-for-another-mode", "federation": "none", "enabled": "on",
+            "option_username_policy": "email"}
     r = logged_in.post("/admin/orgs/org-new/configure", data=form)
-    assert r.status_code == 400 and "Auth settings must be a JSON object" in text(r)
-    assert '{&#34;grace_hours&#34;: </textarea>' in text(r)
-    r = logged_in.post("/admin/orgs/org-new/configure", data={**form, "authConfig": '{"grace_hours": 9999}'})
     assert r.status_code == 400 and "grace_hours must be between" in text(r)
+    assert 'value="9999"' in text(r)  # the input is kept
     assert services.orgs.org(REALM, "org-new") is None
-    r = logged_in.post("/admin/orgs/org-new/configure", data={**form, "authConfig": '{"grace_hours": 4}'})
+    r = logged_in.post("/admin/orgs/org-new/configure", data={**form, "auth-EXTERNAL_SECRET-grace_hours": "4",
+                                                             "federation": "link-org-idp",
+                                                             "fed-link-org-idp-id_attribute": "userName",
+                                                             "fed-none-alias": "not a field"})
     assert r.status_code == 302
     org = services.orgs.org(REALM, "org-new")
     assert org.serving and org.auth_config == {"grace_hours": 4.0} and org.settings["username_policy"] == "email"
+    assert org.federation == "link-org-idp" and org.settings["federation"]["id_attribute"] == "userName"
     page = text(logged_in.get(r.location))
     assert "SCIM config created" in page and 'id="no-credentials"' in page
     assert f"http://localhost{base_path(REALM, 'org-new')}" in page
+    assert 'value="4.0"' in page  # the stored value fills the field
 
 
 def test_remove_form(logged_in, services, admin_app):
@@ -398,3 +406,112 @@ def test_unknown_admin_page_and_method(logged_in):
     r = logged_in.put("/admin/drift")
     assert r.status_code == 405 and "no such admin page" in text(r)
     assert logged_in.put("/healthz").status_code == 405  # outside /admin: unchanged
+
+
+# -- issue 11/12: pages that scale, names, test connection, IdP guides -------------------------------------
+def seed_orgs(services: Services, n: int, realm: str = REALM) -> list[str]:
+    """``n`` configured orgs with Keycloak names (as reconcile caches them), straight through the store."""
+    ids = [f"org-{i:05d}" for i in range(n)]
+    for org_id in ids:
+        services.orgs.upsert_org(realm, org_id, "EXTERNAL_SECRET", {})
+    services.orgs.seen_in_keycloak(realm, [{"id": i, "name": f"Customer {i[-5:]}", "alias": f"cust-{i[-5:]}"}
+                                           for i in ids])
+    return ids
+
+
+def test_orgs_page_pages_searches_and_filters(logged_in, services):
+    seed_orgs(services, 120)
+    services.orgs.seen_in_keycloak(REALM, [{"id": "kc-only", "name": "Initech", "alias": "initech"}])
+    first = text(logged_in.get("/admin/"))
+    assert first.count('<tr data-org="') == admin_module.PAGE_SIZE and 'id="next-page"' in first
+    assert 'id="first-page"' not in first
+    nxt = re.search(r'href="([^"]+)" id="next-page"', first).group(1).replace("&amp;", "&")
+    second = text(logged_in.get(nxt))
+    rows1 = set(re.findall(r'<tr data-org="([^"]+)"', first))
+    rows2 = set(re.findall(r'<tr data-org="([^"]+)"', second))
+    assert len(rows2) == admin_module.PAGE_SIZE and not rows1 & rows2 and 'id="first-page"' in second
+    seen, url = set(), "/admin/"
+    while url:
+        page = text(logged_in.get(url))
+        seen |= set(re.findall(r'<tr data-org="([^"]+)"', page))
+        m = re.search(r'href="([^"]+)" id="next-page"', page)
+        url = m.group(1).replace("&amp;", "&") if m else ""
+    assert len(seen) == 120 + 2 + 1  # seeded, org-a/org-b, the organization without SCIM config
+
+    found = text(logged_in.get("/admin/?q=customer+00042"))
+    assert re.findall(r'<tr data-org="([^"]+)"', found) == ["org-00042"] and "cust-00042" in found
+    assert re.findall(r'<tr data-org="([^"]+)"', text(logged_in.get("/admin/?q=CUST-00077"))) == ["org-00077"]
+    assert re.findall(r'<tr data-org="([^"]+)"', text(logged_in.get("/admin/?q=org-0011"))) == [
+        f"org-{i:05d}" for i in range(110, 120)]
+    assert 'id="no-match"' in text(logged_in.get("/admin/?q=%25_nothing"))  # LIKE wildcards are literal
+    not_configured = text(logged_in.get("/admin/?status=not-configured"))
+    assert re.findall(r'<tr data-org="([^"]+)"', not_configured) == ["kc-only"] and "Initech" in not_configured
+    org = services.orgs.org(REALM, "org-00007")
+    services.sync.report(org.pk, "User", "u-7", "removed_from_org", True, False)
+    assert re.findall(r'<tr data-org="([^"]+)"', text(logged_in.get("/admin/?status=drift"))) == ["org-00007"]
+    services.sync.enqueue(services.orgs.org(REALM, "org-00009").pk,
+                          [type("E", (), {"resource_type": "User", "resource_id": "u-9", "action": "user.upsert",
+                                          "payload": {}})()])
+    assert 'id="no-match"' in text(logged_in.get("/admin/?status=failing"))  # pending, never failed yet
+    pk = services.db.one("SELECT pk FROM outbox WHERE resource_id = 'u-9'")[0]
+    services.sync.retry_later(pk, "Keycloak answered 503", 60)
+    failing = text(logged_in.get("/admin/?status=failing"))
+    assert re.findall(r'<tr data-org="([^"]+)"', failing) == ["org-00009"] and "1 failing" in failing
+    assert logged_in.get("/admin/?after=not-a-cursor").status_code == 400
+
+
+def test_names_beside_ids(logged_in, services, api):
+    services.orgs.seen_in_keycloak(REALM, [{"id": ORG_A, "name": "Acme Corp", "alias": "acme"}])
+    user = api.create_user(user_name="alice@acme.example")
+    org = services.orgs.org(REALM, ORG_A)
+    services.sync.report(org.pk, "User", user["id"], "removed_from_org", True, False)
+    drift = text(logged_in.get("/admin/drift"))
+    assert "Acme Corp" in drift and "alice@acme.example" in drift and user["id"] in drift
+    page = text(logged_in.get(f"/admin/orgs/{ORG_A}"))
+    assert re.search(r'id="crumb-org">Acme Corp<', page) and "<h1 id=\"org-title\">Acme Corp</h1>" in page
+    assert 'class="nowrap">' in page  # credential ids do not wrap one character per line
+    services.orgs.event(org.pk, "config.org.updated", {"who": "root"})
+    services.sync.enqueue(org.pk, [type("E", (), {"resource_type": "User", "resource_id": user["id"],
+                                                  "action": "user.upsert", "payload": {}})()])
+    activity = text(logged_in.get("/admin/activity"))
+    pending = activity[activity.index('id="pending"'):activity.index('id="provisioning"')]
+    assert "Acme Corp" in pending and "alice@acme.example" in pending and user["id"] in pending
+    events = activity[activity.index('id="events"'):]
+    assert "Acme Corp</a></td><td>config.org.updated" in events
+
+
+def test_test_connection_sends_what_an_idp_sends(logged_in, services, template, caplog):
+    page = text(logged_in.get(f"/admin/orgs/{ORG_A}"))
+    secret = template.secrets[ORG_A]
+    r = logged_in.post(f"/admin/orgs/{ORG_A}/test", data={"csrf": csrf(page), "credential": secret,
+                                                          "lookup": "nobody@acme.example"})
+    body = text(r)
+    assert r.status_code == 200, body
+    assert "GET /realms/r1/scim/v2/organizations/org-a/ServiceProviderConfig" in body
+    assert "SCIM 2.0 service provider: PATCH yes" in body
+    assert 'userName eq &#34;nobody@acme.example&#34;' in body and "totalResults 0" in body
+    assert secret not in body and secret not in caplog.text  # never shown or logged
+    wrong = logged_in.post(f"/admin/orgs/{ORG_A}/test",
+                           data={"csrf": csrf(page), "credential": template.secrets[ORG_B]})
+    assert wrong.status_code == 400 and "HTTP 401" in text(wrong) and "belongs to this organization" in text(wrong)
+    assert template.secrets[ORG_B] not in text(wrong)
+    kinds = [r["kind"] for r in services.db.all("SELECT kind FROM events WHERE kind LIKE 'config.%' ORDER BY pk")]
+    assert kinds == ["config.connection_tested", "config.connection_tested"]
+    assert secret not in json.dumps([dict(r) for r in services.db.all("SELECT * FROM events")])
+    assert logged_in.post(f"/admin/orgs/{ORG_A}/test", data={"credential": secret}).status_code == 400  # no CSRF
+
+
+def test_org_page_has_idp_instructions(logged_in):
+    page = text(logged_in.get(f"/admin/orgs/{ORG_A}"))
+    base = f"http://localhost{base_path(REALM, ORG_A)}"
+    for slug in ("okta", "entra-id", "jumpcloud", "onelogin", "google-workspace", "generic"):
+        assert f'id="guide-{slug}"' in page
+    assert f"<code>{base}?aadOptscim062020</code>" in page and "SCIM connector base URL" in page
+    assert "{$parameters.scimusername}" in page
+
+
+def test_repair_needs_keycloak_and_csrf(logged_in):
+    page = text(logged_in.get(f"/admin/orgs/{ORG_A}"))
+    assert 'id="repair"' not in page  # standalone: nothing to compare with
+    assert logged_in.post(f"/admin/orgs/{ORG_A}/repair", data={"csrf": csrf(page)}).status_code == 409
+    assert logged_in.post(f"/admin/orgs/{ORG_A}/repair").status_code == 400

@@ -223,16 +223,17 @@ class OrgStore:
             raise ValueError(f"status must be one of {', '.join(ORG_STATUS_FILTERS)}")
         start = decode_cursor(after) if after else ("", "")
         term = (search or "").strip()
-        configured_where = ["(o.realm, o.org_id) > (?, ?)"]
-        discovered_where = ["k.vanished IS NULL", "(k.realm, k.org_id) > (?, ?)",
+        if realm:  # one realm: equality on realm, range on org_id (the index serves both)
+            if start[0] > realm:
+                return OrgPage([], None, {"realm": realm, "search": term or None, "status": status, "limit": limit})
+            keyset, key = "{t}.realm = ? AND {t}.org_id > ?", [realm, start[1] if start[0] == realm else ""]
+        else:
+            keyset, key = "({t}.realm, {t}.org_id) > (?, ?)", [*start]
+        configured_where = [keyset.format(t="o")]
+        discovered_where = ["k.vanished IS NULL", keyset.format(t="k"),
                             "NOT EXISTS (SELECT 1 FROM orgs x WHERE x.realm = k.realm AND x.org_id = k.org_id)"]
-        cparams: list[Any] = [*start]
-        dparams: list[Any] = [*start]
-        if realm:
-            configured_where.append("o.realm = ?")
-            discovered_where.append("k.realm = ?")
-            cparams.append(realm)
-            dparams.append(realm)
+        cparams: list[Any] = list(key)
+        dparams: list[Any] = list(key)
         if term:
             pattern = _like(term)
             configured_where.append("(o.org_id LIKE ? ESCAPE '\\' OR k.name LIKE ? ESCAPE '\\' "

@@ -27,7 +27,6 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -54,7 +53,10 @@ from ..keycloak.client import KeycloakError, KeycloakUnavailable
 from ..provision.mapping import DEFAULT_SETTINGS, ORG_SETTINGS
 from ..services import ConfigError, Services
 from ..store.orgs import Org
+from . import forms
 from .config_api import ADMIN_ROLES, Caller, OrgAdmin, RealmTokens, realm_tokens, scim_base_url
+from .connection_test import TEST_LOOKUP, connection_test
+from .idp_guides import GUIDES
 
 log = logging.getLogger("orgscim.web")
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
@@ -62,7 +64,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 DEFAULT_CLIENT_ID = "orgscim-admin"
 DEFAULT_SESSION_SECONDS = 3600
 LOGIN_SECONDS = 600  # a login started longer ago than this must start again
-MAX_KEYCLOAK_ORGS = 500  # organizations listed live on the orgs page
 PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.callback", "admin.logged_out", "admin.static"})
 SECRET_KEY_FILE = "secret_key"
 
@@ -397,42 +398,62 @@ def logged_out() -> str:
 
 
 # -- pages ----------------------------------------------------------------------------------------------
-def _kc_orgs(realm: str) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Organizations Keycloak lists now (id → representation, at most MAX_KEYCLOAK_ORGS) or a warning."""
+NAMES_REFRESH_SECONDS = 300.0  # how often (per process) the orgs page asks Keycloak for new organization names
+PAGE_SIZE = 50
+_names_refreshed: dict[str, float] = {}
+
+
+def _refresh_names(realm: str) -> str | None:
+    """Cache the names of the realm's Keycloak organizations (``kc_orgs``), at most every NAMES_REFRESH_SECONDS
+    per process, page by page; None, or a warning when Keycloak did not answer (the cached names stay)."""
     services = _services()
-    fallback = "organizations without a SCIM config come from the last reconcile. Check `orgscim check`."
+    if time.monotonic() - _names_refreshed.get(realm, -NAMES_REFRESH_SECONDS) < NAMES_REFRESH_SECONDS:
+        return None
+    fallback = "names and organizations without a SCIM config are as the last reconcile saw them."
     if not services.keycloak_up(realm):
-        return {}, f"Keycloak failed moments ago; {fallback}"
+        return f"Keycloak failed moments ago; {fallback}"
     try:
         admin = services.keycloak(realm)
         if admin is None:
-            return {}, "Keycloak is not configured (KEYCLOAK_URL): only configured orgs are listed."
-        return {o["id"]: o for o in islice(admin.iter_organizations(), MAX_KEYCLOAK_ORGS)}, None
+            return "Keycloak is not configured (KEYCLOAK_URL): only configured orgs are listed, without names."
+        page: list[dict[str, Any]] = []
+        for kc_org in admin.iter_organizations():
+            page.append(kc_org)
+            if len(page) == 100:
+                services.orgs.seen_in_keycloak(realm, page)
+                page = []
+        services.orgs.seen_in_keycloak(realm, page)
     except (KeycloakError, ConfigError) as e:
         if isinstance(e, KeycloakUnavailable):
             services.keycloak_failed(realm)
-        return {}, f"Keycloak did not list its organizations ({str(e)[:200]}); {fallback}"
+        return f"Keycloak did not list its organizations ({str(e)[:200]}); {fallback}"
+    _names_refreshed[realm] = time.monotonic()
+    return None
 
 
 @bp.get("/")
 def orgs() -> str:
-    """The realm's organizations: configured ones and the ones Keycloak lists without a SCIM config."""
+    """The realm's organizations, a page at a time: search by name, alias or id; filter by status."""
+    from ..services import org_status
+    from ..store.orgs import ORG_STATUS_FILTERS
+
     s = settings()
     services = _services()
-    live, warning = _kc_orgs(s.realm)
-    rows = services.org_overview(s.realm)
-    known = {r["orgId"] for r in rows}
-    rows += [{"realm": s.realm, "orgId": oid, "name": o.get("name"), "alias": o.get("alias"), "configured": False,
-              "serving": False, "status": "not configured"} for oid, o in live.items() if oid not in known]
-    for r in rows:
-        kc = live.get(r["orgId"]) or {}
-        r.setdefault("name", kc.get("name"))
-        r["name"] = r.get("name") or kc.get("name")
-        r["alias"] = r.get("alias") or kc.get("alias")
-    rows.sort(key=lambda r: (not r["configured"], (r.get("name") or r["orgId"]).lower()))
-    return render_template("orgs.html", rows=rows, warning=warning, realm=s.realm,
-                           realm_enabled=services.orgs.realm_enabled(s.realm), user=g.admin_user,
-                           truncated=len(live) >= MAX_KEYCLOAK_ORGS)
+    warning = _refresh_names(s.realm)
+    q = request.args.get("q", "").strip()[:200]
+    status = request.args.get("status") or None
+    if status not in (None, *ORG_STATUS_FILTERS):
+        status = None
+    after = request.args.get("after") or None
+    try:
+        page = services.orgs.org_page(s.realm, after=after, limit=PAGE_SIZE, search=q or None, status=status)
+    except ValueError:
+        raise Page(400, "No such page", "The page link is not valid (any more); start from the first page.") from None
+    for row in page.rows:
+        row["status"] = org_status(row)
+    return render_template("orgs.html", rows=page.rows, next=page.next, first=after is not None, q=q, status=status,
+                           statuses=ORG_STATUS_FILTERS, warning=warning, realm=s.realm,
+                           realm_enabled=services.orgs.realm_enabled(s.realm), user=g.admin_user)
 
 
 @bp.post("/realm")
@@ -446,9 +467,9 @@ def realm_flag() -> Response:
     return redirect(url_for("admin.orgs"))
 
 
-def _org_page(org_id: str, status: int = 200, error: str | None = None,
-              form: dict[str, Any] | None = None) -> tuple[str, int]:
-    """One org: its Keycloak organization, SCIM config, counts, credentials, and the config form."""
+def _org_page(org_id: str, status: int = 200, error: str | None = None, form: dict[str, Any] | None = None,
+              test: list[dict[str, Any]] | None = None) -> tuple[str, int]:
+    """One org: its Keycloak organization, SCIM config, counts, credentials, IdP instructions, the config form."""
     s = settings()
     services = _services()
     org = services.orgs.org(s.realm, org_id)
@@ -466,26 +487,38 @@ def _org_page(org_id: str, status: int = 200, error: str | None = None,
                    if e.status == 404 else f"Keycloak did not answer ({str(e)[:200]}).")
     except ConfigError as e:
         warning = str(e)
+    names = kc_org or services.orgs.org_names(s.realm, [org_id]).get(org_id) or {}
     creds = services.orgs.credentials(org.pk) if org else []
     issuing = org is not None and _issues_credentials(services, org)
-    current = org.settings if org else DEFAULT_SETTINGS
-    default_form = {
-        "authMode": org.auth_mode if org else "EXTERNAL_SECRET",
-        "authConfig": json.dumps(org.auth_config, indent=2) if org else "{}",
-        "federation": org.federation if org else "none",
-        "federationConfig": json.dumps(org.settings.get("federation") or {}, indent=2) if org else "{}",
-        "enabled": org.enabled if org else True,
-        "options": {k: current.get(k, DEFAULT_SETTINGS.get(k)) for k in ORG_SETTINGS},
-    }
+    base_url = scim_base_url(s.realm, org_id)
+    mode = org.auth_mode if org else "EXTERNAL_SECRET"
     return render_template(
-        "org.html", org=org, org_id=org_id, kc_org=kc_org, warning=warning, error=error, user=g.admin_user,
-        realm=s.realm, realm_enabled=services.orgs.realm_enabled(s.realm), creds=creds, issuing=issuing,
+        "org.html", org=org, org_id=org_id, kc_org=kc_org, name=names.get("name"), alias=names.get("alias"),
+        warning=warning, error=error, user=g.admin_user, realm=s.realm,
+        realm_enabled=services.orgs.realm_enabled(s.realm), creds=creds, issuing=issuing,
         counts=services.orgs.org_counts(org.pk) if org else {},
         drift=len(services.sync.drift(org.pk)) if org else 0,
         pending=len(services.sync.outbox(org.pk)) if org else 0,
-        base_url=scim_base_url(s.realm, org_id), form=form or default_form,
-        auth_modes=sorted(plugins.auth_modes()), federations=sorted(plugins.federation_plugins()),
-        option_choices=ORG_SETTINGS, once=once_token()), status
+        base_url=base_url, form=form or _default_form(org), auth_modes=sorted(plugins.auth_modes()),
+        federations=sorted(plugins.federation_plugins()), auth_fields=forms.AUTH_FIELDS,
+        federation_fields=forms.FEDERATION_FIELDS, option_choices=ORG_SETTINGS, once=once_token(),
+        guides=[gd for gd in GUIDES if mode in gd.auth_modes] or GUIDES, test=test,
+        can_repair=org is not None and services.keycloak_configured and org.vanished is None), status
+
+
+def _default_form(org: Org | None) -> dict[str, Any]:
+    """The config form filled from the stored config (or the defaults for a new one)."""
+    current = org.settings if org else DEFAULT_SETTINGS
+    mode = org.auth_mode if org else "EXTERNAL_SECRET"
+    federation = org.federation if org else "none"
+    return {
+        "authMode": mode, "federation": federation, "enabled": org.enabled if org else True,
+        "authConfig": json.dumps(org.auth_config, indent=2) if org else "{}",
+        "auth": forms.field_values(forms.AUTH_FIELDS, mode, org.auth_config if org else {}),
+        "fed": forms.field_values(forms.FEDERATION_FIELDS, federation,
+                                  dict(current.get("federation") or {}) if org else {}),
+        "options": {k: current.get(k, DEFAULT_SETTINGS.get(k)) for k in ORG_SETTINGS},
+    }
 
 
 def _issues_credentials(services: Services, org: Org) -> bool:
@@ -513,17 +546,22 @@ def _configured(org_id: str) -> Org:
 
 @bp.post("/orgs/<org_id>/configure")
 def configure(org_id: str) -> Response | tuple[str, int]:
-    """The configure form → the same :meth:`OrgAdmin.configure` the config API's PUT uses."""
+    """The configure form → the same :meth:`OrgAdmin.configure` the config API's PUT uses. The fields of the
+    chosen auth mode and federation behaviour are read; a mode without fields here takes the JSON text area."""
     s = settings()
     f = request.form
-    form = {"authMode": f.get("authMode", ""), "authConfig": f.get("authConfig", "{}"),
-            "federation": f.get("federation", "none"), "federationConfig": f.get("federationConfig", "{}"),
-            "enabled": f.get("enabled") == "on",
+    mode, federation = f.get("authMode", ""), f.get("federation", "none")
+    form = {"authMode": mode, "federation": federation, "enabled": f.get("enabled") == "on",
+            "authConfig": f.get("authConfig", "{}"),
+            "auth": forms.posted_values(f, "auth-", forms.AUTH_FIELDS),
+            "fed": forms.posted_values(f, "fed-", forms.FEDERATION_FIELDS),
             "options": {k: f.get(f"option_{k}", "") for k in ORG_SETTINGS}}
     try:
-        data = {"authMode": form["authMode"], "enabled": form["enabled"], "federation": form["federation"],
-                "authConfig": _json_field("Auth settings", form["authConfig"]),
-                "federationConfig": _json_field("Federation settings", form["federationConfig"]),
+        auth_config = (forms.parse_fields(f, f"auth-{mode}-", forms.AUTH_FIELDS[mode]) if mode in forms.AUTH_FIELDS
+                       else _json_field("Auth settings", form["authConfig"]))
+        data = {"authMode": mode, "enabled": form["enabled"], "federation": federation, "authConfig": auth_config,
+                "federationConfig": forms.parse_fields(f, f"fed-{federation}-",
+                                                       forms.FEDERATION_FIELDS.get(federation, ())),
                 "options": {k: v for k, v in form["options"].items() if v}}
         org, created = OrgAdmin(_services(), caller(), "admin").configure(s.realm, org_id, data)
     except ConfigError as e:
@@ -544,9 +582,54 @@ def _json_field(label: str, text: str) -> dict[str, Any]:
     return value
 
 
+@bp.post("/orgs/<org_id>/repair")
+def repair(org_id: str) -> Response:
+    """Repair this org's drift now, exactly as ``orgscim reconcile --org ID --repair``: compare, queue what
+    orgscim owns into the outbox, deliver, compare again. Audited as ``drift.repaired``."""
+    from ..provision.reconcile import Reconciler
+
+    org = _configured(org_id)
+    services = _services()
+    if not services.keycloak_configured:
+        raise Page(409, "Nothing to repair", "Keycloak is not configured (KEYCLOAK_URL): there is no drift.")
+    try:
+        summary = Reconciler(services, "repair").run(org.realm, org.org_id)
+    except (KeycloakError, ConfigError) as e:
+        if isinstance(e, KeycloakUnavailable):
+            services.keycloak_failed(org.realm)
+        raise Page(502, "Keycloak did not answer", f"The repair could not compare with Keycloak ({str(e)[:200]}); "
+                   "nothing was changed. Try again later.", retry=False) from None
+    OrgAdmin(services, caller(), "admin").audit(org.pk, "drift.repaired", repaired=summary.repaired,
+                                                remaining=len(summary.findings))
+    left = len(summary.findings)
+    flash(f"Repair queued {summary.repaired} change(s) through the outbox; {left} difference(s) remain"
+          + (" (orgscim does not own them, or Keycloak refused: see Drift)." if left else "."), "ok")
+    return redirect(url_for("admin.org", org_id=org_id))
+
+
+@bp.post("/orgs/<org_id>/test")
+def test_connection(org_id: str) -> tuple[str, int]:
+    """Send what an IdP sends first (ServiceProviderConfig, then a ``userName eq`` lookup) with the credential
+    the admin pasted, through this app's own SCIM endpoint, and show the answers. The credential is used for
+    these two requests only: never stored, logged or shown again."""
+    org = _configured(org_id)
+    credential = request.form.get("credential", "")
+    username = request.form.get("username", "")
+    lookup = request.form.get("lookup", "").strip()[:200] or TEST_LOOKUP
+    if not credential.strip():
+        return _org_page(org_id, 400, "Paste the credential the IdP will use (a secret or a token) to test.")
+    steps = connection_test(current_app, org, credential.strip(), username.strip(), lookup)
+    ok = all(st["ok"] for st in steps)
+    OrgAdmin(_services(), caller(), "admin").audit(org.pk, "config.connection_tested", ok=ok,
+                                                   statuses=[st["status"] for st in steps])
+    return _org_page(org_id, 200 if ok else 400, None if ok else "The connection test failed: see the answers.",
+                     test=steps)
+
+
 def _secret_page(org: Org, issued: Any, rotation: Any = None) -> tuple[str, int]:
     """The one page that shows a new secret."""
-    return render_template("secret.html", org=org, issued=issued, rotation=rotation, user=g.admin_user,
+    name = (_services().orgs.org_names(org.realm, [org.org_id]).get(org.org_id) or {}).get("name")
+    return render_template("secret.html", org=org, name=name, issued=issued, rotation=rotation, user=g.admin_user,
                            base_url=scim_base_url(org.realm, org.org_id)), 201
 
 
@@ -609,26 +692,51 @@ def remove(org_id: str) -> Response:
     return redirect(url_for("admin.org", org_id=org_id))
 
 
+MAX_LISTED = 500  # rows on the drift and activity pages
+
+
 @bp.get("/drift")
 def drift() -> str:
-    """Open drift records of the realm's orgs."""
+    """Open drift records of the realm's orgs (``?org=ID``: one org), with user, group and org names."""
+    from ..names import add_names
+
     s = settings()
     services = _services()
-    groups = [(o, services.sync.drift(o.pk)) for o in services.orgs.orgs(s.realm)]
-    return render_template("drift.html", groups=[(o, rows) for o, rows in groups if rows], realm=s.realm,
-                           user=g.admin_user, configured=bool(groups))
+    only = request.args.get("org") or None
+    org = services.orgs.org(s.realm, only) if only else None
+    rows = [d for d in services.sync.drift(org.pk if org else None) if d["realm"] == s.realm][:MAX_LISTED]
+    if only and org is None:
+        rows = []
+    add_names(services.orgs, rows)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for d in rows:
+        groups.setdefault(d["orgId"], []).append(d)
+    return render_template("drift.html", groups=list(groups.items()), realm=s.realm, user=g.admin_user,
+                           configured=services.orgs.org_page(s.realm, limit=1, status="configured").rows != [],
+                           only=only, truncated=len(rows) >= MAX_LISTED)
 
 
 @bp.get("/activity")
 def activity() -> str:
-    """Pending outbox entries, recent provisioning and audit events of the realm."""
+    """Pending outbox entries, recent provisioning and audit events of the realm, with names."""
+    from ..names import add_names
+
     s = settings()
     services = _services()
     orgs = {o.pk: o for o in services.orgs.orgs(s.realm)}
-    pending = [(orgs[i.org_pk], i) for pk in orgs for i in services.sync.outbox(pk, limit=100)]
-    recent = [(orgs[i.org_pk], i) for i in services.sync.recent(list(orgs), 100)]
-    return render_template("activity.html", events=services.orgs.events(s.realm, limit=200), pending=pending,
-                           recent=recent, realm=s.realm, user=g.admin_user)
+
+    def named(items: list[Any]) -> list[dict[str, Any]]:
+        return add_names(services.orgs, [{**i.public(), "realm": s.realm, "orgId": orgs[i.org_pk].org_id}
+                                         for i in items if i.org_pk in orgs])
+
+    pending = named([i for i in services.sync.outbox(None, limit=MAX_LISTED) if i.org_pk in orgs])
+    recent = named(services.sync.recent(list(orgs), 100))
+    events = services.orgs.events(s.realm, limit=200)
+    names = services.orgs.org_names(s.realm, [e["orgId"] for e in events if e["orgId"]])
+    for e in events:
+        e["orgName"] = (names.get(e["orgId"]) or {}).get("name") if e["orgId"] else None
+    return render_template("activity.html", events=events, pending=pending, recent=recent, realm=s.realm,
+                           user=g.admin_user)
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST"])

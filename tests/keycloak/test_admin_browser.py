@@ -205,9 +205,13 @@ def test_admin_pages_in_a_real_browser(server, browser, keycloak, kc_admin: Keyc
     page.wait("the orgs list", lambda d: d.current_url == f"{server.url}/admin/")
     assert page.heading() == f"Organizations of realm {REALM}"
     assert page.el("#who").text == REALM_ADMIN[0]
+    # the orgs list pages (the shared realm may hold many organizations): search finds the fresh one by name
+    page.el("#q").send_keys(temp_org["name"])
+    page.click("#search-button")
+    page.wait("the search result", lambda d: "q=" in d.current_url)
     orgs_text = page.el("#orgs").text
     browser.save_screenshot(str(tmp_path / "orgs-page.png"))
-    assert "acme" in orgs_text and temp_org["name"] in orgs_text and "not configured" in orgs_text
+    assert temp_org["name"] in orgs_text and "not configured" in orgs_text
 
     # configure the fresh organization (EXTERNAL_SECRET is the form's default)
     page.click(f'tr[data-org="{org_id}"] a')
@@ -252,7 +256,14 @@ def test_admin_pages_in_a_real_browser(server, browser, keycloak, kc_admin: Keyc
     page.click("#nav-drift")
     drift = page.el(f'section[data-org="{org_id}"]').text
     browser.save_screenshot(str(tmp_path / "drift-page.png"))
-    assert r.json()["id"] in drift
+    assert r.json()["id"] in drift and user_name in drift and temp_org["name"] in drift  # names beside ids
+
+    # repair that org's drift from its page: through the outbox, the user is back in Keycloak
+    browser.get(f"{server.url}/admin/orgs/{org_id}")
+    page.click("#repair")
+    page.wait("the repair message", lambda d: "Repair queued 1 change(s)" in page.text())
+    assert "0 difference(s) remain" in page.text()
+    assert kc_admin.find_user_by_username(user_name) is not None, "repair did not re-create the user"
 
     # revoke: the secret stops working at once
     browser.get(f"{server.url}/admin/orgs/{org_id}")
@@ -264,7 +275,7 @@ def test_admin_pages_in_a_real_browser(server, browser, keycloak, kc_admin: Keyc
     # activity: audit events with who did what, never the secret
     page.click("#nav-activity")
     events = page.el("#events").text
-    assert "config.credential.revoked" in events and "config.org.created" in events
+    assert "config.credential.revoked" in events and "config.org.created" in events and "drift.repaired" in events
     assert REALM_ADMIN[0] in events and secret not in browser.page_source
 
     # log out of orgscim and Keycloak
@@ -282,3 +293,101 @@ def test_admin_pages_in_a_real_browser(server, browser, keycloak, kc_admin: Keyc
     browser.get(f"{server.url}/admin/drift")  # still not in: straight back to the 403 page via Keycloak's SSO
     page.wait("the 403 page again", lambda d: "Not allowed" in page.text())
     assert "realm-management" in page.text()
+
+
+# -- issue 11: 2,000 organizations ---------------------------------------------------------------------------
+SEEDED = 2000
+
+
+def seed_orgs(db_path: Path, run: str, n: int = SEEDED) -> list[str]:
+    """``n`` configured orgs with Keycloak names (as reconcile caches them), straight through the store."""
+    from orgscim.store.db import Database
+    from orgscim.store.orgs import OrgStore
+
+    db = Database(db_path)
+    store = OrgStore(db)
+    ids = [f"seed-{run}-{i:05d}" for i in range(n)]
+    with db.transaction() as conn:
+        conn.executemany("INSERT INTO orgs (realm, org_id, auth_mode, created, updated) VALUES "
+                         "(?, ?, 'EXTERNAL_SECRET', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                         [(REALM, i) for i in ids])
+    store.seen_in_keycloak(REALM, [{"id": i, "name": f"Seeded Customer {run} {i[-5:]}", "alias": f"sc-{run}-{i[-5:]}"}
+                                   for i in ids])
+    db.close()
+    return ids
+
+
+def test_admin_pages_with_2000_orgs(server, browser, keycloak, temp_org, tmp_path, record_property):
+    """Search finds an org by name among 2,000, paging walks the list, the org page shows the IdP
+    instructions and "test connection" succeeds with a real credential; screenshots at 1280 px and 420 px."""
+    from selenium.webdriver.common.by import By
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    record_property("screenshots", str(shots))
+    print(f"\nscreenshots: {shots}")
+    run = temp_org["name"].rsplit("-", 1)[-1]
+    seed_orgs(Path(server.env["ORGSCIM_INSTANCE"]) / "orgscim.sqlite3", run)
+    org_id = temp_org["id"]
+    server.cli("org", "configure", REALM, org_id, "--auth-mode", "EXTERNAL_SECRET")
+    secret = __import__("json").loads(server.cli("org", "credential", "create", REALM, org_id, "--json"))["secret"]
+    page = Page(browser)
+
+    browser.get(f"{server.url}/admin/")
+    page.login(keycloak.base_url, REALM_ADMIN)
+    page.wait("the orgs list", lambda d: d.current_url == f"{server.url}/admin/")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#orgs tbody tr")
+    assert len(rows) == 50, len(rows)
+    browser.save_screenshot(str(shots / "orgs-1280.png"))
+
+    # paging: the next page has other organizations, and the first page link comes back
+    first_ids = {r.get_attribute("data-org") for r in rows}
+    page.click("#next-page")
+    page.wait("the second page", lambda d: "after=" in d.current_url)
+    second_ids = {r.get_attribute("data-org") for r in browser.find_elements(By.CSS_SELECTOR, "#orgs tbody tr")}
+    assert len(second_ids) == 50 and not first_ids & second_ids
+    page.click("#first-page")
+    page.wait("the first page again", lambda d: "after=" not in d.current_url)
+    assert {r.get_attribute("data-org") for r in browser.find_elements(By.CSS_SELECTOR, "#orgs tbody tr")} == first_ids
+
+    # search by name: one seeded customer out of 2,000, then the real organization
+    page.el("#q").send_keys(f"Seeded Customer {run} 01234")
+    page.click("#search-button")
+    page.wait("the search result", lambda d: "q=" in d.current_url)
+    found = browser.find_elements(By.CSS_SELECTOR, "#orgs tbody tr")
+    assert [r.get_attribute("data-org") for r in found] == [f"seed-{run}-01234"]
+    browser.save_screenshot(str(shots / "search-1280.png"))
+    browser.get(f"{server.url}/admin/?status=configured&q={temp_org['name']}")
+    page.click(f'tr[data-org="{org_id}"] td.org-name a')
+    page.wait("the org page", lambda d: d.current_url.endswith(f"/admin/orgs/{org_id}"))
+    assert page.heading() == temp_org["name"] and page.el("#crumb-org").text == temp_org["name"]
+
+    # per-IdP instructions with this org's SCIM URL
+    base = f"{server.url}/realms/{REALM}/scim/v2/organizations/{org_id}"
+    okta = page.el("#guide-okta")
+    assert "SCIM connector base URL" in okta.text and base in okta.text
+    page.click("#guide-entra-id summary")
+    assert f"{base}?aadOptscim062020" in page.el("#guide-entra-id").text
+    for slug in ("jumpcloud", "onelogin", "google-workspace", "generic"):
+        page.el(f"#guide-{slug}")
+
+    # test connection with the credential: ServiceProviderConfig, then the userName lookup, both 200
+    page.el("#test-credential").send_keys(secret)
+    page.click("#test-button")
+    result = page.el("#test-result").text
+    assert "200 GET" in result and "ServiceProviderConfig" in result and "totalResults 0" in result, result
+    assert result.count("200 GET") == 2 and secret not in browser.page_source
+    browser.save_screenshot(str(shots / "org-test-connection-1280.png"))
+
+    # a narrow window: no horizontal scrolling of the page itself
+    browser.set_window_size(420, 1400)
+    browser.get(f"{server.url}/admin/")
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 420, f"the orgs page scrolls sideways at 420 px ({width} px wide)"
+    browser.save_screenshot(str(shots / "orgs-420.png"))
+    browser.get(f"{server.url}/admin/orgs/{org_id}")
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 420, f"the org page scrolls sideways at 420 px ({width} px wide)"
+    browser.save_screenshot(str(shots / "org-420.png"))
+    for png in shots.iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000, png
