@@ -24,6 +24,8 @@ from .store.sync import SyncStore
 
 log = logging.getLogger("orgscim")
 
+INLINE_HOLD_MARGIN = 5.0  # seconds past the delivery budget before the worker may take a request's entries
+
 
 class ConfigError(ValueError):
     """An operator-facing configuration mistake; the message says what to do."""
@@ -43,7 +45,8 @@ class Services:
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self.deliverer = Deliverer(self.orgs, self.sync, lambda pk: ResourceStore(self.db, pk), self.keycloak,
-                                   self.federation)
+                                   self.federation, workers=self.delivery_workers,
+                                   per_org=int(self.config.get("DELIVERY_PER_ORG", 4)))
 
     # -- plugins --------------------------------------------------------------------------------
     def auth_mode(self, name: str) -> Any:
@@ -72,7 +75,9 @@ class Services:
             if realm not in self._admins:
                 self._admins[realm] = KeycloakAdmin(
                     self.config["KEYCLOAK_URL"], realm, self.config.get("KEYCLOAK_CLIENT_ID") or "orgscim",
-                    self.keycloak_secret(), timeout=float(self.config.get("KEYCLOAK_TIMEOUT", 5)))
+                    self.keycloak_secret(), timeout=float(self.config.get("KEYCLOAK_TIMEOUT", 5)),
+                    # delivery threads + request threads of this process share the client's connections
+                    pool_size=self.delivery_workers + int(self.config.get("KEYCLOAK_POOL_EXTRA", 16)))
                 metrics.instrument_session(self._admins[realm].session)  # Keycloak latency and errors
             return self._admins[realm]
 
@@ -100,8 +105,21 @@ class Services:
         """False for a few seconds after Keycloak failed to answer, so requests don't each wait on it."""
         return self._down_until.get(realm, 0.0) <= time.monotonic()
 
-    def keycloak_failed(self, realm: str) -> None:
-        self._down_until[realm] = time.monotonic() + float(self.config.get("KEYCLOAK_RETRY_SECONDS", 5))
+    def keycloak_failed(self, realm: str, seconds: float | None = None) -> None:
+        """Requests stop delivering inline to ``realm`` for a while (Keycloak down, or asking to slow down for
+        ``seconds``); the worker delivers meanwhile."""
+        pause = float(self.config.get("KEYCLOAK_RETRY_SECONDS", 5)) if seconds is None else seconds
+        self._down_until[realm] = max(self._down_until.get(realm, 0.0), time.monotonic() + pause)
+
+    @property
+    def delivery_workers(self) -> int:
+        """Delivery threads per process (``DELIVERY_WORKERS``)."""
+        return max(1, int(self.config.get("DELIVERY_WORKERS", 8)))
+
+    @property
+    def delivery_budget(self) -> float:
+        """Seconds a SCIM request may spend delivering its writes before it answers (hard bound)."""
+        return float(self.config.get("KEYCLOAK_DELIVERY_BUDGET", 10))
 
     # -- orgs -----------------------------------------------------------------------------------
     def configure_org(self, realm: str, org_id: str, auth_mode: str, auth_config: dict[str, Any] | None = None,
@@ -165,7 +183,14 @@ class Services:
         for cred_id in revoked:
             self.auth_ctx.revoke(org, cred_id)
         if purge:
-            self.orgs.delete_org(org.pk)
+            # acknowledged writes still queued are delivered if Keycloak takes them now, the rest is cancelled
+            # with an audit event: never dropped silently with the org's rows
+            if self.keycloak_configured and self.sync.outbox(org.pk, limit=1):
+                try:
+                    self.deliver(org, budget=self.delivery_budget)
+                except (KeycloakError, ConfigError) as e:
+                    log.warning("org %s/%s: delivery before purge failed: %s", org.realm, org.org_id, e)
+            self.sync.purge_org(org.pk, "organization purged")
         else:
             self.orgs.upsert_org(org.realm, org.org_id, org.auth_mode, org.auth_config, False, org.federation,
                                  org.settings)
@@ -209,18 +234,47 @@ class Services:
     def scim(self, org: Org, base_url: str) -> ScimService:
         mode = self.auth_mode(org.auth_mode)
         admin = self.keycloak(org.realm)
+        # while Keycloak answers, the request's entries are held for it (delivered inline, then released)
         provisioner = KeycloakProvisioner(org, admin, self.sync, self.keycloak_up(org.realm),
-                                          lambda: self.keycloak_failed(org.realm)) if admin else None
+                                          lambda: self.keycloak_failed(org.realm),
+                                          hold=self.delivery_budget + INLINE_HOLD_MARGIN) if admin else None
         return ScimService(ResourceStore(self.db, org.pk), base_url, mode.schemes(org), provisioner)
 
     def deliver(self, org: Org, budget: float | None = None) -> Stats:
-        """Push the org's pending outbox entries to Keycloak now (used right after a SCIM write)."""
+        """Push the org's due outbox entries to Keycloak now, for at most ``budget`` seconds."""
         if not self.keycloak_configured or not self.keycloak_up(org.realm):
             return Stats(deferred=True)
         stats = self.deliverer.deliver_org(org, budget)
         if stats.failed:
-            self.keycloak_failed(org.realm)
+            self.keycloak_failed(org.realm, stats.retry_after)
         return stats
+
+    def deliver_request(self, org: Org, provisioner: Any, single_create: bool = False) -> str | None:
+        """Deliver what one SCIM request committed before it answers, within ``KEYCLOAK_DELIVERY_BUDGET``
+        (what is left goes to the worker at once). When the request was one create and Keycloak refused it as
+        a duplicate of a user orgscim may not adopt, the never-acknowledged write is undone and the reason is
+        returned: the IdP gets ``409 uniqueness`` (RFC 7644 §3.3) instead of a 201 followed by drift."""
+        written = getattr(provisioner, "written", None)
+        if not written:
+            return None
+        rids = [rid for _, _, rid in written]
+        if not provisioner.hold:
+            return None  # Keycloak was down when the request came: the worker delivers
+        stats = Stats(deferred=True)
+        try:
+            if self.keycloak_up(org.realm):
+                stats = self.deliverer.deliver_resources(org, rids, self.delivery_budget)
+        finally:
+            if stats.deferred or stats.failed:
+                self.sync.unhold(org.pk, rids)
+        if stats.failed:
+            self.keycloak_failed(org.realm, stats.retry_after)
+        if single_create and written[0][1] == "User":
+            for rid, kind, on_create in stats.refusals:
+                if rid == rids[0] and on_create and kind == "uniqueness" and self.sync.rollback_create(
+                        org.pk, rid, "Keycloak: username or email of another user"):
+                    return f"userName or email already belongs to another user of realm {org.realm}"
+        return None
 
 
 def org_status(row: dict[str, Any]) -> str:

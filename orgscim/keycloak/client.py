@@ -7,7 +7,11 @@ Behaviour, in short:
 * The access token is cached until 30 s before it expires; a 401 from the admin API fetches a new
   token and repeats the call once.
 * Every request has a timeout. Only GETs are retried (connection errors, timeouts, 5xx), with a short
-  backoff; writes are never repeated behind the caller's back.
+  backoff; writes are never repeated behind the caller's back, except after 429/408, which say the request
+  was not processed: any method waits out ``Retry-After`` (when short) and is sent again, else
+  :class:`RateLimited` carries ``retry_after`` to the caller.
+* :meth:`KeycloakAdmin.deadline` bounds everything a thread sends within a block (request timeouts are cut
+  to the time left), so an inline delivery never outlives its budget.
 * Status handling is exact: 201 answers give the new id from ``Location``; 204 gives ``None``; 404
   raises :class:`NotFound`, 409 :class:`Conflict`, other refusals :class:`KeycloakError`; connection
   problems and 5xx raise :class:`KeycloakUnavailable`.
@@ -41,24 +45,30 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from orgscim.keycloak.errors import (
     BadRequest,
+    BudgetSpent,
     Conflict,
     Forbidden,
     KeycloakError,
     KeycloakUnavailable,
     NotFound,
+    RateLimited,
     Unauthorized,
     error_for_status,
+    retry_after_seconds,
 )
 
 __all__ = [
     "BadRequest",
+    "BudgetSpent",
     "Conflict",
     "Forbidden",
     "KeycloakAdmin",
@@ -66,6 +76,7 @@ __all__ = [
     "KeycloakUnavailable",
     "NotFound",
     "REQUIRED_ROLES",
+    "RateLimited",
     "Unauthorized",
     "required_roles",
 ]
@@ -97,6 +108,7 @@ _PRE_26_7_EQUIVALENT = {
 _CORE_PROFILE_FIELDS = ("username", "email", "firstName", "lastName")
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _TOKEN_EARLY_REFRESH = 30.0  # seconds before expiry at which a cached token is replaced
+_MIN_REQUEST_SECONDS = 0.05  # a request with less time left than this is not sent
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -151,6 +163,10 @@ class KeycloakAdmin:
     :param page_size: ``max`` used by the ``iter_*`` generators.
     :param retries: extra attempts for GETs on connection errors / timeouts / 5xx.
     :param backoff: seconds before the first retry (doubled each time).
+    :param pool_size: connections kept per host when the client makes its own session; size it to the number
+        of threads that use this client at once (one client is shared by a process's delivery threads).
+    :param max_wait: the longest ``Retry-After`` the client waits out itself; longer ones raise
+        :class:`RateLimited` so the caller can reschedule.
     """
 
     def __init__(
@@ -165,13 +181,22 @@ class KeycloakAdmin:
         page_size: int = 100,
         retries: int = 2,
         backoff: float = 0.2,
+        pool_size: int = 10,
+        max_wait: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.realm = realm
         self.client_id = client_id
         self._client_secret = client_secret
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
+        self.max_wait = max_wait
+        self._local = threading.local()
         self.page_size = page_size
         self.retries = retries
         self.backoff = backoff
@@ -218,7 +243,7 @@ class KeycloakAdmin:
                 url,
                 data={"grant_type": "client_credentials"},
                 auth=(self.client_id, self._client_secret),
-                timeout=self.timeout,
+                timeout=self._timeout("POST", url),
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise KeycloakUnavailable(None, str(exc), method="POST", url=url) from exc
@@ -227,7 +252,8 @@ class KeycloakAdmin:
             if resp.status_code in (400, 401):
                 # invalid_client / unauthorized_client: wrong id or secret, or no service account
                 raise Unauthorized(resp.status_code, body, method="POST", url=url)
-            raise error_for_status(resp.status_code, body, method="POST", url=url)
+            raise error_for_status(resp.status_code, body, method="POST", url=url,
+                                   retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
         data = resp.json()
         lifetime = float(data.get("expires_in", 60))
         return data["access_token"], time.monotonic() + max(0.0, lifetime - _TOKEN_EARLY_REFRESH)
@@ -258,31 +284,36 @@ class KeycloakAdmin:
         *path* is relative to :attr:`admin_url` (``"/users"``) or absolute (``"http..."``). Send a JSON
         body with *json_body* (``has_body=True`` sends it even when it is ``None``). A 401 renews the
         token and repeats the request once; GETs are retried on connection errors, timeouts and 5xx.
+        429 and 408 mean the request was not processed (RFC 6585 §4, RFC 9110 §15.5.9), so any method is
+        repeated after ``Retry-After`` when that wait fits the deadline (:meth:`deadline`); otherwise
+        :class:`RateLimited` / :class:`KeycloakUnavailable` tell the caller to come back later.
         """
         url = path if path.startswith(("http://", "https://")) else self.admin_url + path
         method = method.upper()
         send_json = has_body or json_body is not None
         attempts = 1 + (self.retries if method == "GET" else 0)
+        throttled_left = self.retries  # repeats after 429/408, any method
         renewed = False
         attempt = 0
         while True:
             attempt += 1
             try:
                 token = self.token()
-            except KeycloakUnavailable:
-                if attempt < attempts:
-                    self._sleep(attempt)
+            except KeycloakUnavailable as exc:
+                if attempt < attempts and not isinstance(exc, BudgetSpent) and self._pause(self._backoff(attempt)):
                     continue
                 raise
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            kwargs: dict[str, Any] = {"params": params, "headers": headers, "timeout": self.timeout}
+            kwargs: dict[str, Any] = {"params": params, "headers": headers, "timeout": self._timeout(method, url)}
             if send_json:
                 kwargs["json"] = json_body
             try:
                 resp = self.session.request(method, url, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt < attempts:
-                    self._sleep(attempt)
+                if isinstance(exc, requests.Timeout) and kwargs["timeout"] < self.timeout:
+                    # cut short by the caller's deadline: no sign that Keycloak is down (a write may have landed)
+                    raise BudgetSpent(None, str(exc), method=method, url=url, message="time budget spent") from exc
+                if attempt < attempts and self._pause(self._backoff(attempt)):
                     continue
                 raise KeycloakUnavailable(None, str(exc), method=method, url=url) from exc
             if resp.status_code == 401 and not renewed:
@@ -290,15 +321,57 @@ class KeycloakAdmin:
                 attempt -= 1  # a token renewal is not a retry
                 self.invalidate_token()
                 continue
-            if resp.status_code in _RETRY_STATUSES and attempt < attempts:
-                self._sleep(attempt)
+            if resp.status_code in (429, 408):
+                wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                if throttled_left > 0 and self._pause(self._backoff(1) if wait is None else wait, self.max_wait):
+                    throttled_left -= 1
+                    attempt -= 1
+                    continue
+                raise error_for_status(resp.status_code, _body(resp), method=method, url=url, retry_after=wait)
+            if resp.status_code in _RETRY_STATUSES and attempt < attempts and self._pause(self._backoff(attempt)):
                 continue
             if resp.status_code in tuple(expected):
                 return resp
             raise error_for_status(resp.status_code, _body(resp), method=method, url=url)
 
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(self.backoff * (2 ** (attempt - 1)))
+    # -- time budget ------------------------------------------------------------------------------
+
+    @contextmanager
+    def deadline(self, seconds: float | None) -> Iterator[None]:
+        """Bound every request made by this thread inside the block to *seconds* in total: each request's
+        timeout is cut to what is left, waits (backoff, ``Retry-After``) that do not fit are skipped, and a
+        request with no time left raises :class:`BudgetSpent`. Nested blocks keep the earlier deadline."""
+        outer = getattr(self._local, "deadline", None)
+        mine = None if seconds is None else time.monotonic() + seconds
+        self._local.deadline = mine if outer is None else (outer if mine is None else min(outer, mine))
+        try:
+            yield
+        finally:
+            self._local.deadline = outer
+
+    def remaining(self) -> float | None:
+        """Seconds left before this thread's deadline (None: no deadline)."""
+        end = getattr(self._local, "deadline", None)
+        return None if end is None else end - time.monotonic()
+
+    def _timeout(self, method: str, url: str) -> float:
+        left = self.remaining()
+        if left is None:
+            return self.timeout
+        if left < _MIN_REQUEST_SECONDS:
+            raise BudgetSpent(None, None, method=method, url=url, message="time budget spent")
+        return min(self.timeout, left)
+
+    def _backoff(self, attempt: int) -> float:
+        return self.backoff * (2 ** (attempt - 1))
+
+    def _pause(self, seconds: float, limit: float | None = None) -> bool:
+        """Sleep *seconds* if that fits the deadline (and *limit*); False (no sleep) when it does not."""
+        left = self.remaining()
+        if (limit is not None and seconds > limit) or (left is not None and seconds + _MIN_REQUEST_SECONDS > left):
+            return False
+        time.sleep(seconds)
+        return True
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params).json()

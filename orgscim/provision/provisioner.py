@@ -1,4 +1,11 @@
-"""Outbox entries for SCIM writes, and the request-time uniqueness check against Keycloak (DESIGN §4)."""
+"""Outbox entries for SCIM writes, and the request-time uniqueness check of renames (DESIGN §4).
+
+A create is not checked here: while Keycloak answers, the request delivers its entry inline before it
+answers, and Keycloak's own 409 (for a user orgscim may not adopt) undoes the never-acknowledged write and
+becomes the SCIM 409 (:meth:`orgscim.services.Services.deliver_request`): uniqueness is decided once, by
+Keycloak, without a race. An update that changes the username or email is checked here (its previous state
+is already acknowledged, so it cannot be undone later).
+"""
 
 from __future__ import annotations
 
@@ -18,27 +25,39 @@ log = logging.getLogger("orgscim.provision")
 
 
 class KeycloakProvisioner:
-    """Implements ``orgscim.scim.service.Provisioner`` for an org whose realm has Keycloak configured."""
+    """Implements ``orgscim.scim.service.Provisioner`` for an org whose realm has Keycloak configured.
+
+    ``check_now`` is False while Keycloak is known to be down or slow: writes are accepted and delivered later.
+    Otherwise entries are held for ``hold`` seconds so that only this request delivers them (inline); the
+    writes it committed are listed in :attr:`written`.
+    """
 
     def __init__(self, org: Org, admin: KeycloakAdmin, sync: SyncStore, check_now: bool = True,
-                 on_unavailable: Callable[[], None] | None = None) -> None:
+                 on_unavailable: Callable[[], None] | None = None, hold: float = 0.0) -> None:
         self.org = org
         self.admin = admin
         self.sync = sync
-        self.check_now = check_now  # False while Keycloak is known to be down: accept, deliver later
+        self.check_now = check_now
         self.on_unavailable = on_unavailable or (lambda: None)
+        self.hold = hold if check_now else 0.0
+        self.written: list[tuple[str, str, str]] = []  # (action, resource type, id) in commit order
 
     def entries(self, action: str, rtype: str, rid: str, before: Any, after: Any) -> list[OutboxEntry]:
         if rtype == "User":
             if action == "delete":
-                return [OutboxEntry("User", rid, "user.delete")]
-            self.check_conflicts(rid, before, after)
+                return [OutboxEntry("User", rid, "user.delete", hold=self.hold)]
+            if before is not None:
+                self.check_conflicts(rid, before, after)
             changed = action == "create" or active(before) != active(after)
-            return [OutboxEntry("User", rid, "user.upsert", {"data": after, "active_changed": changed})]
-        return [OutboxEntry("Group", rid, "group.delete" if action == "delete" else "group.upsert")]
+            return [OutboxEntry("User", rid, "user.upsert", {"data": after, "active_changed": changed},
+                                hold=self.hold)]
+        return [OutboxEntry("Group", rid, "group.delete" if action == "delete" else "group.upsert", hold=self.hold)]
+
+    def committed(self, action: str, rtype: str, rid: str) -> None:
+        self.written.append((action, rtype, rid))
 
     def check_conflicts(self, rid: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
-        """409 when the username or email belongs to another realm user that may not be adopted.
+        """409 when a new username or email belongs to another realm user that may not be adopted.
 
         Only checked when Keycloak answers; if it is down the write is accepted and the deliverer reports
         the conflict as drift later (an acknowledged write is never lost).
@@ -55,12 +74,14 @@ class KeycloakProvisioner:
             return
         link = self.sync.link(self.org.pk, rid) if rid else None
         try:
-            for what, value, finder in checks:
-                user = finder(value)
-                if user is None or (link is not None and user["id"] == link.kc_id):
-                    continue
-                if not adoptable(self.org, self.admin, self.sync, user, rid):
-                    raise uniqueness(f"{what} {value!r} already belongs to another user of realm {self.org.realm}")
+            with self.admin.deadline(self.admin.timeout):
+                for what, value, finder in checks:
+                    user = finder(value)
+                    if user is None or (link is not None and user["id"] == link.kc_id):
+                        continue
+                    if not adoptable(self.org, self.admin, self.sync, user, rid):
+                        raise uniqueness(f"{what} {value!r} already belongs to another user of realm "
+                                         f"{self.org.realm}")
         except KeycloakUnavailable as e:
             log.warning("Keycloak unreachable for the uniqueness check of org %s: %s", self.org.org_id, e)
             self.on_unavailable()

@@ -54,14 +54,20 @@ class Store(Protocol):
 
 
 class Provisioner(Protocol):
-    """Turns a SCIM write into outbox entries for Keycloak (none when running standalone)."""
+    """Turns a SCIM write into outbox entries for Keycloak (none when running standalone); ``committed`` is
+    told each write once it is committed with its entries (the web layer may then deliver them inline)."""
 
     def entries(self, action: str, rtype: str, rid: str, before: Any, after: Any) -> list[Any]: ...
+
+    def committed(self, action: str, rtype: str, rid: str) -> None: ...
 
 
 class NoProvisioning:
     def entries(self, action: str, rtype: str, rid: str, before: Any, after: Any) -> list[Any]:
         return []
+
+    def committed(self, action: str, rtype: str, rid: str) -> None:
+        pass
 
 
 @dataclass
@@ -227,6 +233,7 @@ class ScimService:
                                     outbox=self.provisioner.entries("create", rtype.name, "", None, data))
         except Conflict as e:
             raise uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
+        self.provisioner.committed("create", rtype.name, row.id)
         res = self.render(rtype, [row])[0]
         return Result(201, res, res["meta"]["location"])
 
@@ -271,10 +278,13 @@ class ScimService:
         if data == row.data and not members:
             return row  # nothing changed: keep the version (RFC 7644 §3.14 weak ETag)
         try:
-            return self.store.update(row, data, name, data.get("externalId"), members,
-                                     outbox=self.provisioner.entries("update", rtype.name, row.id, row.data, data))
+            new = self.store.update(row, data, name, data.get("externalId"), members,
+                                    outbox=self.provisioner.entries("update", rtype.name, row.id, row.data, data))
         except Conflict as e:
             raise uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
+        if new is not None:
+            self.provisioner.committed("update", rtype.name, row.id)
+        return new
 
     def delete(self, type_name: str, rid: str, if_match: str | None = None) -> Result:
         rtype = self.rtype(type_name)
@@ -283,6 +293,7 @@ class ScimService:
             _check_if_match(if_match, f'W/"{row.version}"')
             if self.store.delete(row, outbox=self.provisioner.entries("delete", rtype.name, row.id, row.data,
                                                                       None)):
+                self.provisioner.committed("delete", rtype.name, row.id)
                 return Result(204, None)
         raise ScimError(409, "resource changed concurrently; retry")
 

@@ -154,7 +154,16 @@ MIGRATIONS: list[list[str]] = [
             error TEXT
         )""",
     ],
-    # 6: /metrics without scans: resource totals kept by triggers (FK cascades fire them too), failing JWK Sets
+    # 6: concurrent outbox delivery: per-resource queues of pending entries (heads found by index), and pending
+    #    entries are never deleted with their org (cancel or deliver them first, with an audit event).
+    [
+        "CREATE INDEX ix_outbox_org_resource_pending ON outbox(org_pk, resource_id, pk) WHERE done IS NULL",
+        "CREATE INDEX ix_outbox_org_pending ON outbox(org_pk, resource_type, pk) WHERE done IS NULL",
+        """CREATE TRIGGER outbox_pending_kept BEFORE DELETE ON orgs
+           WHEN EXISTS (SELECT 1 FROM outbox WHERE org_pk = OLD.pk AND done IS NULL)
+           BEGIN SELECT RAISE(ABORT, 'organization has pending outbox entries: deliver or cancel them first'); END""",
+    ],
+    # 7: /metrics without scans: resource totals kept by triggers (FK cascades fire them too), failing JWK Sets
     #    found through a partial index.
     [
         "CREATE TABLE resource_totals (type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",

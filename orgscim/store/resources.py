@@ -12,7 +12,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orgscim.scim.filter import AttrRef, Node
@@ -77,6 +77,7 @@ class OutboxEntry:
     resource_id: str
     action: str
     payload: dict[str, Any] = field(default_factory=dict)
+    hold: float = 0.0  # seconds other deliverers leave it alone (the request delivers it inline)
 
 
 _COLUMNS = "r.pk, r.type, r.id, r.external_id, r.data, r.version, r.created, r.modified"
@@ -244,10 +245,11 @@ class ResourceStore:
     def _outbox(self, conn: sqlite3.Connection, entries: Sequence[OutboxEntry], rid: str) -> None:
         ts = now()
         for e in entries:
+            due = (datetime.now(UTC) + timedelta(seconds=e.hold)).strftime(TIME_FORMAT) if e.hold else ts
             conn.execute(
                 "INSERT INTO outbox (org_pk, resource_type, resource_id, action, payload, created, "
                 "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.org_pk, e.resource_type, e.resource_id or rid, e.action, _dump(e.payload), ts, ts))
+                (self.org_pk, e.resource_type, e.resource_id or rid, e.action, _dump(e.payload), ts, due))
 
 
 def _dump(data: Any) -> str:

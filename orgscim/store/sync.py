@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -74,6 +76,106 @@ class SyncStore:
                            (org_pk, limit))
         return [OutboxItem.from_sql(r) for r in rows]
 
+    def resource_pending(self, org_pk: int, resource_id: str, limit: int = 20) -> list[OutboxItem]:
+        """Undelivered entries of one resource, in commit order (the order they must reach Keycloak in)."""
+        rows = self.db.all("SELECT * FROM outbox WHERE org_pk = ? AND resource_id = ? AND done IS NULL ORDER BY pk "
+                           "LIMIT ?", (org_pk, resource_id, limit))
+        return [OutboxItem.from_sql(r) for r in rows]
+
+    def due_heads(self, org_pk: int, limit: int, skip: Iterable[str] = ()) -> list[OutboxItem]:
+        """The oldest pending entry of each resource of the org that is due now, oldest first: what may be
+        delivered in parallel. A group entry waits until no older User entry of the org is pending (its
+        members must exist in Keycloak first)."""
+        skip = list(skip)
+        marks = ",".join("?" * len(skip))
+        rows = self.db.all(
+            "SELECT * FROM outbox o WHERE o.org_pk = ? AND o.done IS NULL AND o.next_attempt <= ? "
+            + (f"AND o.resource_id NOT IN ({marks}) " if skip else "")
+            + "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.org_pk = o.org_pk AND p.resource_id = o.resource_id "
+            "AND p.done IS NULL AND p.pk < o.pk) "
+            "AND (o.resource_type = 'User' OR NOT EXISTS (SELECT 1 FROM outbox u WHERE u.org_pk = o.org_pk "
+            "AND u.resource_type = 'User' AND u.done IS NULL AND u.pk < o.pk)) "
+            "ORDER BY o.pk LIMIT ?", [org_pk, now(), *skip, limit])
+        return [OutboxItem.from_sql(r) for r in rows]
+
+    def due_orgs(self, limit: int = 10000) -> list[int]:
+        """Orgs with entries due now, the one waiting longest first."""
+        rows = self.db.all("SELECT org_pk FROM outbox WHERE done IS NULL AND next_attempt <= ? GROUP BY org_pk "
+                           "ORDER BY min(pk) LIMIT ?", (now(), limit))
+        return [r[0] for r in rows]
+
+    def older_users_pending(self, org_pk: int, pk: int) -> bool:
+        """Whether a User entry of the org older than entry ``pk`` is still pending (groups wait for them)."""
+        return self.db.one("SELECT 1 FROM outbox WHERE org_pk = ? AND resource_type = 'User' AND done IS NULL "
+                           "AND pk < ? LIMIT 1", (org_pk, pk)) is not None
+
+    def hold(self, org_pk: int, resource_ids: Sequence[str], seconds: float) -> None:
+        """Keep these resources' fresh entries (never attempted) away from other deliverers for ``seconds``."""
+        self._set_due(org_pk, resource_ids, later(seconds), "next_attempt < ?")
+
+    def unhold(self, org_pk: int, resource_ids: Sequence[str]) -> None:
+        """Make held entries of these resources due now (the request that held them is done with them)."""
+        self._set_due(org_pk, resource_ids, now(), "next_attempt > ?")
+
+    def _set_due(self, org_pk: int, resource_ids: Sequence[str], when: str, cond: str) -> None:
+        ids = list(dict.fromkeys(resource_ids))
+        with self.db.transaction() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                conn.execute(f"UPDATE outbox SET next_attempt = ? WHERE org_pk = ? AND done IS NULL AND attempts = 0 "
+                             f"AND {cond} AND resource_id IN ({','.join('?' * len(chunk))})",
+                             [when, org_pk, when, *chunk])
+
+    def cancel_pending(self, org_pk: int, reason: str, who: str = "orgscim") -> int:
+        """Finish every pending entry of the org as cancelled, with one audit event (``outbox.cancelled``)
+        listing what will not reach Keycloak. Pending entries are never deleted silently."""
+        with self.db.transaction() as conn:
+            return self._cancel(conn, org_pk, reason, who)
+
+    def _cancel(self, conn: sqlite3.Connection, org_pk: int, reason: str, who: str) -> int:
+        rows = conn.execute("SELECT pk, resource_type, resource_id, action FROM outbox WHERE org_pk = ? AND "
+                            "done IS NULL ORDER BY pk", (org_pk,)).fetchall()
+        if not rows:
+            return 0
+        ts = now()
+        conn.execute("UPDATE outbox SET done = ?, last_error = ? WHERE org_pk = ? AND done IS NULL",
+                     (ts, f"cancelled: {reason}"[:500], org_pk))
+        org = conn.execute("SELECT realm, org_id FROM orgs WHERE pk = ?", (org_pk,)).fetchone()
+        detail = {"realm": org[0] if org else None, "orgId": org[1] if org else None, "reason": reason, "who": who,
+                  "count": len(rows), "entries": [{"id": r[0], "resourceType": r[1], "resourceId": r[2],
+                                                   "action": r[3]} for r in rows[:1000]]}
+        conn.execute("INSERT INTO events (at, org_pk, kind, detail) VALUES (?, ?, 'outbox.cancelled', ?)",
+                     (ts, org_pk, json.dumps(detail)))
+        return len(rows)
+
+    def rollback_create(self, org_pk: int, resource_id: str, reason: str) -> bool:
+        """Undo a SCIM create that was never acknowledged (Keycloak refused it while the request waited): the
+        resource and its only outbox entry go in one transaction. False (nothing changed) when the resource
+        changed since, or has other entries; then the refusal stays drift."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT pk FROM resources WHERE org_pk = ? AND id = ? AND version = 1",
+                               (org_pk, resource_id)).fetchone()
+            entries = conn.execute("SELECT count(*) FROM outbox WHERE org_pk = ? AND resource_id = ?",
+                                   (org_pk, resource_id)).fetchone()[0]
+            if row is None or entries != 1 or conn.execute("SELECT 1 FROM kc_links WHERE org_pk = ? AND "
+                                                           "resource_id = ?", (org_pk, resource_id)).fetchone():
+                return False
+            conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
+            conn.execute("DELETE FROM outbox WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))
+            conn.execute("UPDATE drift SET resolved = ? WHERE org_pk = ? AND resource_id = ? AND resolved IS NULL",
+                         (now(), org_pk, resource_id))
+            conn.execute("INSERT INTO events (at, org_pk, kind, detail) VALUES (?, ?, 'scim.create_refused', ?)",
+                         (now(), org_pk, json.dumps({"resourceId": resource_id, "reason": reason[:300]})))
+        return True
+
+    def purge_org(self, org_pk: int, reason: str, who: str = "orgscim") -> int:
+        """Delete an org with all its SCIM data; its pending outbox entries are cancelled first (audit event).
+        Returns how many were cancelled."""
+        with self.db.transaction() as conn:
+            n = self._cancel(conn, org_pk, reason, who)
+            conn.execute("DELETE FROM orgs WHERE pk = ?", (org_pk,))
+        return n
+
     def orgs_with_pending(self, due_only: bool = True) -> list[int]:
         if due_only:
             rows = self.db.all("SELECT DISTINCT org_pk FROM outbox WHERE done IS NULL AND next_attempt <= ?",
@@ -82,15 +184,18 @@ class SyncStore:
             rows = self.db.all("SELECT DISTINCT org_pk FROM outbox WHERE done IS NULL")
         return [r[0] for r in rows]
 
-    def finish(self, pk: int, error: str | None = None) -> None:
+    def finish(self, pk: int, error: str | None = None) -> bool:
+        """Mark an entry delivered (or refused, with ``error``); False if it was finished already."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE outbox SET done = ?, last_error = ?, attempts = attempts + 1 WHERE pk = ?",
-                         (now(), error, pk))
+            return conn.execute("UPDATE outbox SET done = ?, last_error = ?, attempts = attempts + 1 WHERE pk = ? "
+                                "AND done IS NULL", (now(), error, pk)).rowcount == 1
 
-    def retry_later(self, pk: int, error: str, delay: float) -> None:
+    def retry_later(self, pk: int, error: str, delay: float, attempted: bool = True) -> None:
+        """Try the entry again in ``delay`` seconds. ``attempted``: it may have reached Keycloak (a retry must
+        first look for what it made); False when Keycloak said it did not process it (429, no time left)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE pk = ?",
-                         (error[:500], later(delay), pk))
+            conn.execute("UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt = ? WHERE pk = ? "
+                         "AND done IS NULL", (int(attempted), error[:500], later(delay), pk))
 
     def retry_now(self, org_pk: int | None = None) -> int:
         """Make every pending entry due now (``orgscim outbox --retry``)."""
@@ -121,7 +226,12 @@ class SyncStore:
         """Delete delivered outbox entries, audit events, resolved drift and vanished orgs older than ``days``."""
         cutoff = later(-days * 86400)
         with self.db.transaction() as conn:
+            gone = [r[0] for r in conn.execute("SELECT pk FROM orgs WHERE vanished IS NOT NULL AND vanished < ?",
+                                               (cutoff,))]
+            cancelled = sum(self._cancel(conn, pk, f"organization vanished from Keycloak more than {days} days ago",
+                                         "housekeeping") for pk in gone)
             return {
+                "outbox_cancelled": cancelled,
                 "outbox": conn.execute("DELETE FROM outbox WHERE done IS NOT NULL AND done < ?", (cutoff,)).rowcount,
                 "events": conn.execute("DELETE FROM events WHERE at < ?", (cutoff,)).rowcount,
                 "drift": conn.execute("DELETE FROM drift WHERE resolved IS NOT NULL AND resolved < ?",
@@ -202,16 +312,24 @@ class SyncStore:
         return [Link(r["org_pk"], r["resource_type"], r["resource_id"], r["kc_id"], r["origin"],
                      json.loads(r["state"])) for r in rows]
 
-    # -- leases (one deliverer per org, one job of a kind across processes) ---------------------
+    # -- leases (one deliverer per resource, one job of a kind across processes) ------------------
     def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take (or renew) lease ``name`` for ``holder`` for ``ttl`` seconds. A lease held by someone else is
+        taken over when it expired, or at once when its holder is a process of this host that is gone."""
         t = time.time()
         with self.db.transaction() as conn:
             row = conn.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] != holder and row[1] > t:
+            if row is not None and row[0] != holder and row[1] > t and holder_alive(row[0]):
                 return False
             conn.execute("INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
                          "SET holder = excluded.holder, until = excluded.until", (name, holder, t + ttl))
         return True
+
+    def renew(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend a lease ``holder`` still holds; False when it lost it (expired and taken over)."""
+        with self.db.transaction() as conn:
+            return conn.execute("UPDATE leases SET until = ? WHERE name = ? AND holder = ?",
+                                (time.time() + ttl, name, holder)).rowcount == 1
 
     def release(self, name: str, holder: str) -> None:
         with self.db.transaction() as conn:
@@ -270,3 +388,18 @@ class SyncStore:
                  "resourceId": r["resource_id"], "kind": r["kind"], "expected": json.loads(r["expected"] or "null"),
                  "actual": json.loads(r["actual"] or "null"), "firstSeen": r["first_seen"],
                  "lastSeen": r["last_seen"], "resolved": r["resolved"]} for r in rows]
+
+
+def holder_alive(holder: str) -> bool:
+    """False when ``holder`` (``host:pid:token``) names a process of this host that no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

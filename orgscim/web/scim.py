@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthRequest, challenge
-from ..scim.errors import ScimError, invalid_syntax, not_found
+from ..scim.errors import ScimError, invalid_syntax, not_found, uniqueness
 from ..scim.service import Query, Result, ScimService, etag_matches
 from ..services import ConfigError
 from ..throttle import retry_after
@@ -129,16 +129,26 @@ def resolve_and_authenticate() -> Response | None:
 
 @bp.after_request
 def deliver_now(resp: Response) -> Response:
-    """Try to apply the request's writes to Keycloak before answering; the worker retries what is left.
+    """Apply the request's writes to Keycloak before answering, within ``KEYCLOAK_DELIVERY_BUDGET`` (a hard
+    bound: request timeouts are cut to it); the worker delivers what is left.
 
-    The write is already committed with its outbox entry, so a failure here never loses it.
+    The writes are already committed with their outbox entries, so a failure here never loses one. A single
+    create that Keycloak refuses as a duplicate of a user orgscim may not adopt was never acknowledged: it is
+    undone and answered ``409 uniqueness`` (RFC 7644 §3.3).
     """
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and resp.status_code < 400 and "org" in g:
-        services = current_app.extensions["orgscim"]
-        try:
-            services.deliver(g.org, budget=float(current_app.config.get("KEYCLOAK_DELIVERY_BUDGET", 10)))
-        except Exception:  # noqa: BLE001 - delivery problems never change the SCIM answer
-            log.exception("immediate delivery failed; the worker will retry")
+    scim = g.get("scim")
+    provisioner = getattr(scim, "provisioner", None)
+    if "org" not in g or not getattr(provisioner, "written", None):
+        return resp
+    services = current_app.extensions["orgscim"]
+    single_create = request.method == "POST" and request.endpoint == "scim.collection" and resp.status_code == 201
+    try:
+        refused = services.deliver_request(g.org, provisioner, single_create)
+    except Exception:  # noqa: BLE001 - delivery problems never change the SCIM answer
+        log.exception("immediate delivery failed; the worker will retry")
+        return resp
+    if refused:
+        return error_response(uniqueness(refused))
     return resp
 
 
