@@ -189,20 +189,20 @@ def read_only() -> None:
                         {"Allow": "GET"})
 
 
-@bp.route("/ServiceProviderConfig", methods=ALL)
+@bp.route("/ServiceProviderConfig", methods=ALL, strict_slashes=False)
 def spc() -> Response:
     read_only()
     return scim_response(svc().service_provider_config())
 
 
-@bp.route("/ResourceTypes", methods=ALL)
+@bp.route("/ResourceTypes", methods=ALL, strict_slashes=False)
 @bp.route("/ResourceTypes/<name>", methods=ALL)
 def resource_types(name: str | None = None) -> Response:
     read_only()
     return scim_response(svc().resource_types(name))
 
 
-@bp.route("/Schemas", methods=ALL)
+@bp.route("/Schemas", methods=ALL, strict_slashes=False)
 @bp.route("/Schemas/<path:urn>", methods=ALL)
 def schemas(urn: str | None = None) -> Response:
     read_only()
@@ -210,7 +210,9 @@ def schemas(urn: str | None = None) -> Response:
 
 
 # -- resources -----------------------------------------------------------------------------------
-@bp.route("/<any(Users, Groups):kind>", methods=["GET", "POST"])
+# strict_slashes=False: clients that keep the trailing slash of a configured base URL send `Users/?filter=…`
+# and `Users/{id}/` (conformance/QUIRKS.md §18: stray URL forms must not break routing).
+@bp.route("/<any(Users, Groups):kind>", methods=["GET", "POST"], strict_slashes=False)
 def collection(kind: str) -> Response:
     if request.method == "POST":
         return scim_response(svc().create(TYPES[kind], body()))
@@ -227,7 +229,7 @@ def root_search() -> Response:
     return scim_response(svc().search(list(TYPES.values()), body()))
 
 
-@bp.route("/<any(Users, Groups):kind>/<rid>", methods=["GET", "PUT", "PATCH", "DELETE"])
+@bp.route("/<any(Users, Groups):kind>/<rid>", methods=["GET", "PUT", "PATCH", "DELETE"], strict_slashes=False)
 def item(kind: str, rid: str) -> Response:
     service, rtype = svc(), TYPES[kind]
     if_match = request.headers.get("If-Match")
