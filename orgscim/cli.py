@@ -482,6 +482,66 @@ def drift(org_id: str | None, include_resolved: bool, as_json: bool) -> None:
     sys.exit(1 if any(d["resolved"] is None for d in rows) else 0)
 
 
+@main.group("keycloak")
+def keycloak_group() -> None:
+    """Set up Keycloak for orgscim."""
+
+
+@keycloak_group.command("bootstrap")
+@click.argument("realm_name")
+@click.option("--keycloak-url", help="default: KEYCLOAK_URL of the configuration")
+@click.option("--admin-user", default="admin", show_default=True, help="a Keycloak administrator")
+@click.option("--admin-realm", default="master", show_default=True, help="the administrator's realm")
+@click.option("--admin-password-file", type=click.Path(exists=True, dir_okay=False),
+              help="file holding the administrator's password (else you are prompted; never on the command line)")
+@click.option("--orgscim-url", help="orgscim's public URL for the admin login redirect (default: PUBLIC_BASE_URL)")
+@click.option("--secrets-dir", default="/etc/orgscim", show_default=True, type=click.Path(file_okay=False),
+              help="where the two client secrets are written (keycloak-client-secret, admin-client-secret; 0600)")
+@click.option("--client-id", default="orgscim", show_default=True, help="the service-account client")
+@click.option("--admin-client-id", default="orgscim-admin", show_default=True, help="the admin-login client")
+@click.option("--new-secrets", is_flag=True, help="regenerate both client secrets (default: keep existing ones)")
+@click.option("--json", "as_json", is_flag=True)
+def keycloak_bootstrap(realm_name: str, keycloak_url: str | None, admin_user: str, admin_realm: str,
+                       admin_password_file: str | None, orgscim_url: str | None, secrets_dir: str, client_id: str,
+                       admin_client_id: str, new_secrets: bool, as_json: bool) -> None:
+    """Create orgscim's service-account client (exactly the realm-management roles it needs) and the admin-login
+    client in REALM, and write their secrets to files. Safe to run again: it only fixes what differs."""
+    from pathlib import Path
+
+    from .keycloak.bootstrap import Bootstrap, BootstrapError, admin_token, write_secret
+
+    services = _services(upgrade_ok=True)
+    url = keycloak_url or services.config.get("KEYCLOAK_URL")
+    if not url:
+        raise click.UsageError("no Keycloak URL: pass --keycloak-url or set KEYCLOAK_URL")
+    public = orgscim_url or services.config.get("PUBLIC_BASE_URL")
+    if not public:
+        raise click.UsageError("pass --orgscim-url (the URL browsers use for orgscim) or set PUBLIC_BASE_URL")
+    if admin_password_file:
+        password = Path(admin_password_file).read_text().rstrip("\n")
+    else:
+        password = click.prompt(f"password of Keycloak administrator {admin_user}", hide_input=True, err=True)
+    try:
+        token = admin_token(str(url).rstrip("/"), admin_realm, admin_user, password)
+        result, secrets = Bootstrap(str(url), realm_name, token).run(str(public), client_id, admin_client_id,
+                                                                     new_secrets)
+    except BootstrapError as e:
+        raise click.ClickException(str(e)) from None
+    folder = Path(secrets_dir)
+    try:
+        result.secret_files = [str(write_secret(folder, name, secret)) for name, secret in secrets.items()]
+    except OSError as e:
+        raise click.ClickException(f"cannot write the secrets into {folder}: {e.strerror}") from None
+    lines = [f"realm {realm_name} (Keycloak {result.version or '?'}):",
+             f"  created: {', '.join(result.created) or 'nothing'}; updated: {', '.join(result.updated) or 'nothing'}",
+             f"  {client_id} service account roles: {', '.join(result.roles)}"
+             + (f" (added {', '.join(result.roles_added)})" if result.roles_added else "")
+             + (f" (removed {', '.join(result.roles_removed)})" if result.roles_removed else ""),
+             f"  secrets written (0600): {', '.join(result.secret_files)}",
+             *(f"  WARNING: {w}" for w in result.warnings)]
+    _emit(result.public(), as_json, "\n".join(lines))
+
+
 @main.group()
 def jwks() -> None:
     """JWK Sets of the orgs that authenticate with JWTs (KEYCLOAK, EXTERNAL_JWT)."""
