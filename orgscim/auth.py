@@ -46,6 +46,7 @@ MAX_GRACE_HOURS = 24.0 * 30
 DEFAULT_CACHE_SECONDS = 86400.0  # idle time after which a remembered verification is paid again
 DEFAULT_CACHE_ENTRIES = 20_000  # remembered verifications per process (about 200 bytes each)
 TOUCH_SECONDS = 60  # last_used is written at most about this often per credential
+VERIFY_WAIT_SECONDS = 30.0  # a request waits this long at most for the same value's Argon2id in another thread
 
 
 @dataclass
@@ -200,6 +201,7 @@ class AuthContext:
     _key: bytes = b""
     _cache: OrderedDict[bytes, _Cached] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _running: dict[bytes, threading.Event] = field(default_factory=dict)  # Argon2id under way, per digest
 
     def __post_init__(self) -> None:
         if self.state is None:
@@ -299,6 +301,23 @@ class AuthContext:
         if self._remembered(key, cred.pk, at):
             self._touch(cred)
             return True
+        with self._lock:  # one Argon2id per value at a time in this process; the others wait for its result
+            running = self._running.get(key)
+            if running is None:
+                self._running[key] = threading.Event()
+        if running is not None:
+            running.wait(VERIFY_WAIT_SECONDS)
+            ok = self._remembered(key, cred.pk, self.clock())
+            if ok:
+                self._touch(cred)
+            return ok
+        try:
+            return self._verify_slow(key, cred, presented, at, req)
+        finally:
+            with self._lock:
+                self._running.pop(key).set()
+
+    def _verify_slow(self, key: bytes, cred: Credential, presented: str, at: float, req: AuthRequest | None) -> bool:
         if req is not None and not req.spend():
             return False
         metrics.argon2_verification()

@@ -151,6 +151,11 @@ class Services:
         if admin is not None:
             try:
                 kc_org = admin.get_organization(org_id)
+                if hasattr(mode, "check_in_keycloak"):  # e.g. KEYCLOAK mode: its allowed_clients exist there
+                    try:
+                        mode.check_in_keycloak(admin, cfg)
+                    except ValueError as e:
+                        raise ConfigError(str(e)) from e
                 admin.ensure_profile_attributes(PROFILE_ATTRIBUTES)
             except KeycloakUnavailable as e:
                 raise ConfigError(f"Keycloak at {admin.base_url} is not reachable ({e}); start it or fix "

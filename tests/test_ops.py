@@ -51,7 +51,8 @@ def test_readyz_is_cached_so_anonymous_probes_do_not_each_call_keycloak(tmp_path
     app = _dead_keycloak_app(tmp_path, READYZ_CACHE_SECONDS=60)
     calls: list[str] = []
     real = requests.Session.send
-    monkeypatch.setattr(requests.Session, "send", lambda self, req, **kw: calls.append(req.url) or real(self, req, **kw))
+    monkeypatch.setattr(requests.Session, "send",
+                        lambda self, req, **kw: calls.append(req.url) or real(self, req, **kw))
     client = app.test_client()
     statuses = [client.get("/readyz").status_code for _ in range(20)]
     assert statuses == [503] * 20

@@ -144,6 +144,7 @@ class AuthStateStore:
         self._conn()
         with self.db.transaction() as conn:
             conn.execute("UPDATE throttle SET tokens = min(?, tokens + 1.0) WHERE key = ?", (float(burst), key))
+            conn.execute("DELETE FROM throttle WHERE key = ? AND tokens >= ?", (key, float(burst)))  # full: forget
 
     def announce(self, key: str) -> bool:
         """Mark a bucket's lockout as logged; True only for the first caller."""

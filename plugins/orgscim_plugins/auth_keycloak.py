@@ -48,6 +48,14 @@ class KeycloakAuth(ExternalJwtAuth):
         cfg["allowed_clients"] = string_list("allowed_clients", config["allowed_clients"])
         return cfg
 
+    def check_in_keycloak(self, admin: Any, config: dict[str, Any]) -> None:
+        """At config time: every client of ``allowed_clients`` exists in the org's realm (``view-clients``);
+        ``ValueError`` names the missing ones."""
+        missing = [c for c in config.get("allowed_clients", []) if admin.find_client(c) is None]
+        if missing:
+            raise ValueError(f"allowed_clients: realm {admin.realm} has no client {', '.join(missing)}; create it "
+                             "(Keycloak admin console → Clients) or fix the client id")
+
     def rules(self, org: Org) -> JwtRules:
         cfg = self.ctx.config
         return JwtRules.from_config(org.auth_config, realm_issuer(cfg.get("KEYCLOAK_FRONTEND_URL") or

@@ -77,7 +77,29 @@ def test_keycloak_mode_config_through_the_api(app, keycloak, temp_org):
     assert r.status_code == 409 and "does not use credentials issued by orgscim" in r.get_json()["detail"]
 
 
+def test_keycloak_mode_allowed_clients_must_exist_in_keycloak(app, keycloak, temp_org):
+    """Issue 9: allowed_clients naming a client the realm does not have was accepted silently."""
+    token = client_token(keycloak, *ORGSCIM_CLIENT)
+    r = call(app, "PUT", f"/{temp_org['id']}/scim", token,
+             {"authMode": "KEYCLOAK", "authConfig": {"allowed_clients": [OTHER_CLIENT[0], "no-such-client-x9"]}})
+    assert r.status_code == 400 and "no-such-client-x9" in r.get_json()["detail"]
+    assert OTHER_CLIENT[0] not in r.get_json()["detail"]
+
+
+def test_token_of_a_client_that_is_not_orgscims_is_401_even_with_the_roles(app, keycloak, acme):
+    """Issue 9: any realm token with a realm-management role was accepted whatever its client."""
+    token = client_token(keycloak, *OTHER_CLIENT)
+    services = app.extensions["orgscim"]
+    before = services.orgs.realm_enabled(REALM)
+    r = call(app, "GET", "/config", token)
+    assert r.status_code == 401 and "ADMIN_TOKEN_CLIENTS" in r.get_json()["detail"]
+    assert call(app, "PUT", "/config", token, {"scimEnabled": not before}).status_code == 401
+    assert services.orgs.realm_enabled(REALM) == before
+
+
 def test_client_without_the_roles_is_403(app, keycloak, acme):
+    app.extensions["orgscim"].config["ADMIN_TOKEN_CLIENTS"] = f"{ORGSCIM_CLIENT[0]},{OTHER_CLIENT[0]}"
+    app.extensions.pop("orgscim.realm_tokens", None)  # rebuilt from the config above
     token = client_token(keycloak, *OTHER_CLIENT)
     r = call(app, "GET", "/config", token)
     assert r.status_code == 403
