@@ -1,0 +1,591 @@
+#!/usr/bin/env python3
+"""Users/s reaching Keycloak as organization members through orgscim, against Keycloak's own admin API.
+
+    .venv/bin/python bench/keycloak_sync.py [--users 1000] [--threads 4,16] [--fair-users 5000]
+        [--count-users 100] [--throttle-users 300] [--orgs 1000] [--org-users 20] [--workers 2] [--json F]
+
+One run starts its own Keycloak (``KeycloakDev``: quiet figures, not a shared one), a real ``orgscim serve``
+(gunicorn) plus ``orgscim worker`` in front of it, and a second pair behind a small loopback proxy that counts
+Keycloak calls (and, in one phase, answers 429 with ``Retry-After`` to every third call). It measures:
+
+* **rate**: N users x T client threads, the raw admin API (create user + add member, 2 calls) against orgscim
+  (SCIM POST until every user is an org member, checked through the admin API); each user is then checked in
+  Keycloak (names, email, attributes, membership) and ``orgscim drift`` / ``orgscim outbox`` must report
+  nothing;
+* **calls**: Keycloak admin calls per created user and per update (a PATCH of names), through the proxy;
+* **fairness**: while org A imports ``--fair-users`` users, single users created in org B: time until each is
+  an org member in Keycloak (p50/p95);
+* **429**: the proxy answers 429 (``Retry-After: 1``) to a third of the calls: every user lands exactly once,
+  and no refused call is repeated before its ``Retry-After``;
+* **many orgs**: ``--orgs`` organizations (created in Keycloak by the bench) x ``--org-users`` users each,
+  SCIM POSTs spread over all orgs, against the raw rate.
+
+Ratios are printed against the baseline measured in the same run. Exit 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution, free_port
+from orgscim.keycloak.client import KeycloakAdmin
+from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFILE_ATTRIBUTES
+from orgscim.services import Services
+from orgscim.store.db import Database
+
+REALM = "orgscim-test"
+SECRET = "orgscim-dev-secret"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ROOT = Path(__file__).resolve().parent.parent
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+        "transfer-encoding", "upgrade", "content-length", "host"}
+
+
+# -- counting (and throttling) proxy ---------------------------------------------------------------------------
+@dataclass
+class ProxyState:
+    upstream: str
+    throttle_every: int = 0  # answer 429 to every n-th admin call (0: never)
+    retry_after: float = 1.0
+    counts: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    refused_at: dict[str, float] = field(default_factory=dict)  # call key -> when it got its 429
+    early: int = 0  # calls repeated before their Retry-After
+    throttled: int = 0
+    seen: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.statuses.clear()
+            self.refused_at.clear()
+            self.early = self.throttled = self.seen = 0
+
+
+def make_proxy(state: ProxyState) -> ThreadingHTTPServer:
+    up = urlsplit(state.upstream)
+    local = threading.local()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path.split("?", 1)[0]
+            admin = "/admin/realms/" in path
+            key = f"{self.command} {_UUID.sub('{id}', path)}"
+            call = f"{self.command} {self.path} {hashlib.sha1(body).hexdigest()}"
+            with state.lock:
+                state.counts[key if admin else "token"] += 1
+                now = time.monotonic()
+                refused = state.refused_at.pop(call, None)
+                if refused is not None and now - refused < state.retry_after - 0.05:
+                    state.early += 1
+                state.seen += admin
+                throttle = admin and state.throttle_every and state.seen % state.throttle_every == 0
+                if throttle:
+                    state.throttled += 1
+                    state.refused_at[call] = now
+            if throttle:
+                self.send_response(429)
+                self.send_header("Retry-After", f"{state.retry_after:g}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+            try:
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                local.conn = None
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            with state.lock:
+                state.statuses[f"{key if admin else 'token'} {resp.status}"] += 1
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in _HOP:
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# -- an orgscim instance: serve (gunicorn) + worker ------------------------------------------------------------
+class Orgscim:
+    def __init__(self, keycloak_url: str, workers: int, name: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"orgscim-bench-{name}-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "ORGSCIM_INSTANCE": str(self.dir), "ORGSCIM_KEYCLOAK_URL": keycloak_url,
+                    "ORGSCIM_KEYCLOAK_CLIENT_SECRET": SECRET, "ORGSCIM_WORKER_OUTBOX_SECONDS": "1",
+                    "ORGSCIM_WORKER_RECONCILE_SECONDS": "86400", "PYTHONUNBUFFERED": "1"}
+        db = Database(self.dir / "orgscim.sqlite3")
+        db.upgrade()
+        self.services = Services(db, {"KEYCLOAK_URL": keycloak_url, "KEYCLOAK_CLIENT_SECRET": SECRET,
+                                      "KEYCLOAK_TIMEOUT": 30})
+        self.services.orgs.set_realm(REALM, True)
+        self.workers = workers
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def configure(self, org_id: str) -> str:
+        """Configure the org (EXTERNAL_SECRET) and return a bearer secret."""
+        org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET")
+        return self.services.auth_mode("EXTERNAL_SECRET").issue(org).secret
+
+    def start(self) -> None:
+        exe = str(Path(sys.executable).parent / "orgscim")
+        log = open(self.dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self.procs.append(subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                            "--workers", str(self.workers)], env=self.env, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True))
+        wlog = open(self.dir / "worker.log", "wb")  # noqa: SIM115
+        self.procs.append(subprocess.Popen([exe, "worker"], env=self.env, stdout=wlog, stderr=subprocess.STDOUT,
+                                           start_new_session=True))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"orgscim serve did not start; see {self.dir / 'serve.log'}")
+
+    def cli(self, *args: str) -> tuple[int, Any]:
+        exe = str(Path(sys.executable).parent / "orgscim")
+        p = subprocess.run([exe, *args, "--json"], env=self.env, capture_output=True, text=True, timeout=300)
+        try:
+            return p.returncode, json.loads(p.stdout or "null")
+        except ValueError:
+            return p.returncode, p.stdout[-500:]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.procs.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- workloads ---------------------------------------------------------------------------------------------------
+def scim_user(name: str, org_tag: str) -> dict[str, Any]:
+    return {"schemas": [USER], "userName": f"{name}@{org_tag}.example", "externalId": f"ext-{name}",
+            "name": {"givenName": "Bench", "familyName": name}, "active": True,
+            "emails": [{"value": f"{name}@{org_tag}.example", "type": "work", "primary": True}]}
+
+
+def run_threads(n: int, threads: int, fn: Callable[[requests.Session, int], None]) -> float:
+    """Run ``fn(session, i)`` for i in range(n) on ``threads`` threads (one session each); seconds taken."""
+    local = threading.local()
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        sess = getattr(local, "s", None)
+        if sess is None:
+            sess = local.s = requests.Session()
+        try:
+            fn(sess, i)
+        except BaseException as e:  # noqa: BLE001 - counted and reported
+            errors.append(e)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(n)))
+    if errors:
+        raise RuntimeError(f"{len(errors)} errors, first: {errors[0]!r}")
+    return time.perf_counter() - t0
+
+
+def new_org(admin: KeycloakAdmin, prefix: str) -> tuple[str, str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return admin.create_organization({"name": name, "alias": name, "domains": [{"name": f"{name}.example"}]}), name
+
+
+def wait_members(admin: KeycloakAdmin, org_id: str, n: int, timeout: float = 600) -> float:
+    """Poll until the org has ``n`` members; the monotonic time it happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if admin.count_members(org_id) >= n:
+            return time.monotonic()
+        time.sleep(0.2)
+    raise RuntimeError(f"org {org_id}: {admin.count_members(org_id)} of {n} members after {timeout}s")
+
+
+def check_users(admin: KeycloakAdmin, org_id: str, expected: dict[str, dict[str, Any]]) -> list[str]:
+    """Every SCIM user exactly once among the org's members with the right fields; problems as text."""
+    problems: list[str] = []
+    seen: Counter[str] = Counter()
+    for m in admin.iter_members(org_id, brief=False, page_size=500):
+        attrs = m.get("attributes") or {}
+        sid = (attrs.get(ATTR_ID) or [None])[0]
+        seen[sid] += 1
+        want = expected.get(sid)
+        if want is None:
+            problems.append(f"unexpected member {m.get('username')}")
+            continue
+        got = (m.get("username"), m.get("email"), m.get("firstName"), m.get("lastName"), m.get("enabled"),
+               attrs.get(ATTR_ORG), attrs.get(ATTR_EXTERNAL_ID))
+        exp = (want["userName"].lower(), want["emails"][0]["value"].lower(), want["name"]["givenName"],
+               want["name"]["familyName"], True, [org_id], [want["externalId"]])
+        if got != exp:
+            problems.append(f"{sid}: {got} != {exp}")
+    problems += [f"{sid}: {n} Keycloak users" for sid, n in seen.items() if n > 1]
+    problems += [f"{sid}: missing" for sid in expected if sid not in seen]
+    return problems
+
+
+def clean_after(o: Orgscim) -> list[str]:
+    """``orgscim drift`` and ``orgscim outbox`` must report nothing (waits briefly for the worker)."""
+    problems = []
+    deadline = time.monotonic() + 60
+    rc, out = o.cli("outbox")
+    while rc != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        rc, out = o.cli("outbox")
+    if rc != 0 or out:
+        problems.append(f"outbox not empty: {str(out)[:300]}")
+    rc, out = o.cli("drift")
+    if rc != 0 or out:
+        problems.append(f"drift: {str(out)[:300]}")
+    return problems
+
+
+def raw_import(admin: KeycloakAdmin, org_id: str, tag: str, n: int, threads: int) -> float:
+    def one(_s: requests.Session, i: int) -> None:
+        body = scim_user(f"raw{tag}{i:05d}", tag)
+        kc_id = admin.create_user({"username": body["userName"], "email": body["emails"][0]["value"],
+                                   "firstName": "Bench", "lastName": body["name"]["familyName"], "enabled": True,
+                                   "attributes": {ATTR_ID: [f"raw-{tag}-{i}"], ATTR_ORG: [org_id]}})
+        admin.add_member(org_id, kc_id)
+
+    return run_threads(n, threads, one)
+
+
+def scim_import(o: Orgscim, org_id: str, secret: str, tag: str, n: int, threads: int,
+                expected: dict[str, dict[str, Any]], start: int = 0) -> None:
+    url = f"{o.url}/realms/{REALM}/scim/v2/organizations/{org_id}/Users"
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"}
+    lock = threading.Lock()
+
+    def one(s: requests.Session, i: int) -> None:
+        body = scim_user(f"u{tag}{start + i:05d}", tag)
+        r = s.post(url, json=body, headers=headers, timeout=60)
+        if r.status_code != 201:
+            raise RuntimeError(f"POST {r.status_code}: {r.text[:200]}")
+        with lock:
+            expected[r.json()["id"]] = body
+
+    run_threads(n, threads, one)
+
+
+@contextmanager
+def phase(title: str) -> Iterator[None]:
+    print(f"-- {title}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    yield
+    print(f"   ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+
+
+# -- phases ------------------------------------------------------------------------------------------------------
+def bench_rate(admin: KeycloakAdmin, o: Orgscim, n: int, threads: int, out: dict[str, Any]) -> list[str]:
+    raw_org, raw_name = new_org(admin, "raw")
+    raw_s = raw_import(admin, raw_org, raw_name, n, threads)
+    org_id, name = new_org(admin, "scim")
+    secret = o.configure(org_id)
+    expected: dict[str, dict[str, Any]] = {}
+    t0 = time.monotonic()
+    scim_import(o, org_id, secret, name, n, threads, expected)
+    acked = time.monotonic() - t0
+    scim_s = wait_members(admin, org_id, n) - t0
+    problems = check_users(admin, org_id, expected) + clean_after(o)
+    out[f"rate_T{threads}"] = {"users": n, "threads": threads, "raw_users_per_s": round(n / raw_s, 1),
+                               "orgscim_users_per_s": round(n / scim_s, 1), "acknowledged_s": round(acked, 2),
+                               "ratio": round(raw_s / scim_s, 2), "problems": len(problems)}
+    return problems
+
+
+def bench_calls(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
+    org_id, name = new_org(admin, "calls")
+    secret = o.configure(org_id)
+    expected: dict[str, dict[str, Any]] = {}
+    scim_import(o, org_id, secret, name, 5, 1, expected)  # warm caches (token, profile) outside the count
+    wait_members(admin, org_id, 5)
+    proxy.reset()
+    scim_import(o, org_id, secret, name, n, 4, expected, start=5)
+    wait_members(admin, org_id, n + 5)
+    create_calls = sum(v for k, v in proxy.counts.items() if k != "token")
+    create_detail = dict(proxy.counts)
+    proxy.reset()
+    base = f"{o.url}/realms/{REALM}/scim/v2/organizations/{org_id}/Users"
+    headers = {"Authorization": f"Bearer {secret}"}
+    ids = list(expected)[5:]
+
+    def patch(s: requests.Session, i: int) -> None:
+        r = s.patch(f"{base}/{ids[i]}", headers=headers, timeout=60, json={"schemas": [PATCH], "Operations": [
+            {"op": "replace", "path": "name.givenName", "value": "Renamed"},
+            {"op": "replace", "path": "name.familyName", "value": f"Person{i}"}]})
+        if r.status_code != 200:
+            raise RuntimeError(f"PATCH {r.status_code}: {r.text[:200]}")
+        expected[ids[i]]["name"] = {"givenName": "Renamed", "familyName": f"Person{i}"}
+
+    run_threads(len(ids), 4, patch)
+    problems = clean_after(o)
+    update_calls = sum(v for k, v in proxy.counts.items() if k != "token")
+    problems += check_users(admin, org_id, expected)
+    out["calls"] = {"users": n, "per_create": round(create_calls / n, 2), "per_update": round(update_calls / n, 2),
+                    "create_calls": create_detail, "update_calls": dict(proxy.counts)}
+    if create_calls / n > 3:
+        problems.append(f"{create_calls / n:.2f} Keycloak calls per created user (> 3)")
+    if update_calls / n > 2:
+        problems.append(f"{update_calls / n:.2f} Keycloak calls per update (> 2)")
+    return problems
+
+
+def bench_fair(admin: KeycloakAdmin, o: Orgscim, n: int, threads: int, out: dict[str, Any]) -> list[str]:
+    a_id, a_name = new_org(admin, "fair-a")
+    b_id, b_name = new_org(admin, "fair-b")
+    a_secret, b_secret = o.configure(a_id), o.configure(b_id)
+    expected_a: dict[str, dict[str, Any]] = {}
+    expected_b: dict[str, dict[str, Any]] = {}
+    done = threading.Event()
+    latencies: list[float] = []
+
+    def org_b() -> None:
+        url = f"{o.url}/realms/{REALM}/scim/v2/organizations/{b_id}/Users"
+        s = requests.Session()
+        i = 0
+        time.sleep(2)  # let A's import get going
+        while not done.is_set():
+            body = scim_user(f"b{b_name}{i:04d}", b_name)
+            t0 = time.monotonic()
+            r = s.post(url, json=body, headers={"Authorization": f"Bearer {b_secret}"}, timeout=60)
+            expected_b[r.json()["id"]] = body
+            while not admin.list_members(b_id, search=body["userName"], exact=True, max=1):
+                time.sleep(0.05)
+            latencies.append(time.monotonic() - t0)
+            i += 1
+            time.sleep(0.5)
+
+    bt = threading.Thread(target=org_b)
+    bt.start()
+    t0 = time.monotonic()
+    try:
+        scim_import(o, a_id, a_secret, a_name, n, threads, expected_a)
+        wait_members(admin, a_id, n)
+    finally:
+        done.set()
+        bt.join()
+    elapsed = time.monotonic() - t0
+    lat = sorted(latencies)
+    p95 = lat[max(0, int(round(0.95 * len(lat))) - 1)] if lat else float("inf")
+    out["fairness"] = {"org_a_users": n, "threads": threads, "org_a_s": round(elapsed, 1), "org_b_samples": len(lat),
+                       "org_b_p50_s": round(statistics.median(lat), 2) if lat else None, "org_b_p95_s": round(p95, 2)}
+    problems = check_users(admin, b_id, expected_b) + clean_after(o)
+    if p95 > 5:
+        problems.append(f"org B p95 {p95:.2f}s > 5s")
+    return problems
+
+
+def bench_throttled(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
+    org_id, name = new_org(admin, "throttled")
+    secret = o.configure(org_id)
+    expected: dict[str, dict[str, Any]] = {}
+    proxy.reset()
+    proxy.throttle_every = 3
+    try:
+        t0 = time.monotonic()
+        scim_import(o, org_id, secret, name, n, 4, expected)
+        took = wait_members(admin, org_id, n, timeout=900) - t0
+        problems = clean_after(o)
+    finally:
+        proxy.throttle_every = 0
+    problems += check_users(admin, org_id, expected)
+    created = proxy.statuses.get("POST /admin/realms/orgscim-test/users 201", 0)
+    added = proxy.statuses.get("POST /admin/realms/orgscim-test/organizations/{id}/members 201", 0) + \
+        proxy.statuses.get("POST /admin/realms/orgscim-test/organizations/{id}/members 204", 0)
+    out["throttled"] = {"users": n, "answered_429": proxy.throttled, "repeated_before_retry_after": proxy.early,
+                        "users_created": created, "members_added": added, "seconds": round(took, 1),
+                        "problems": len(problems)}
+    if created != n:
+        problems.append(f"{created} users created for {n} SCIM users")
+    if proxy.early:
+        problems.append(f"{proxy.early} calls repeated before Retry-After")
+    return problems
+
+
+def bench_many_orgs(admin: KeycloakAdmin, o: Orgscim, orgs: int, per_org: int, threads: int,
+                    raw_rate: float, out: dict[str, Any]) -> list[str]:
+    created = []
+    for i in range(orgs):
+        org_id, name = new_org(admin, f"many{i:04d}")
+        created.append((org_id, name, o.configure(org_id)))
+    expected: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+    jobs = [(org, j) for j in range(per_org) for org in created]  # interleaved, as many IdPs would send
+
+    def one(s: requests.Session, i: int) -> None:
+        (org_id, name, secret), j = jobs[i]
+        body = scim_user(f"m{name}{j:03d}", name)
+        r = s.post(f"{o.url}/realms/{REALM}/scim/v2/organizations/{org_id}/Users", json=body, timeout=60,
+                   headers={"Authorization": f"Bearer {secret}"})
+        if r.status_code != 201:
+            raise RuntimeError(f"POST {r.status_code}: {r.text[:200]}")
+        with lock:
+            expected[r.json()["id"]] = body
+
+    t0 = time.monotonic()
+    run_threads(len(jobs), threads, one)
+    for org_id, _, _ in created:
+        wait_members(admin, org_id, per_org)
+    took = time.monotonic() - t0
+    problems = clean_after(o)
+    rate = len(jobs) / took
+    out["many_orgs"] = {"orgs": orgs, "users_per_org": per_org, "threads": threads, "seconds": round(took, 1),
+                        "users_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw_rate, 2)}
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--threads", default="4,16")
+    ap.add_argument("--fair-users", type=int, default=5000)
+    ap.add_argument("--fair-threads", type=int, default=8)
+    ap.add_argument("--count-users", type=int, default=100)
+    ap.add_argument("--throttle-users", type=int, default=300)
+    ap.add_argument("--orgs", type=int, default=1000)
+    ap.add_argument("--org-users", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers of orgscim serve")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+
+    kc = KeycloakDev(ensure_distribution()).start()
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    direct = proxied = None
+    server = None
+    try:
+        admin = KeycloakAdmin(kc.base_url, REALM, "orgscim", SECRET, timeout=60, pool_size=32)
+        admin.ensure_profile_attributes(PROFILE_ATTRIBUTES)
+        proxy = ProxyState(kc.base_url)
+        server = make_proxy(proxy)
+        direct = Orgscim(kc.base_url, a.workers, "direct")
+        proxied = Orgscim(f"http://127.0.0.1:{server.server_address[1]}", a.workers, "proxied")
+        direct.start()
+        proxied.start()
+        raw_rates = []
+        for t in [int(x) for x in a.threads.split(",") if x]:
+            with phase(f"rate: {a.users} users x {t} threads"):
+                problems += bench_rate(admin, direct, a.users, t, out)
+                raw_rates.append(out[f"rate_T{t}"]["raw_users_per_s"])
+        if a.count_users:
+            with phase(f"calls per user: {a.count_users} users through the counting proxy"):
+                problems += bench_calls(admin, proxied, proxy, a.count_users, out)
+        if a.fair_users:
+            with phase(f"fairness: org A imports {a.fair_users}, org B creates single users"):
+                problems += bench_fair(admin, direct, a.fair_users, a.fair_threads, out)
+        if a.throttle_users:
+            with phase(f"429 on a third of the calls: {a.throttle_users} users"):
+                problems += bench_throttled(admin, proxied, proxy, a.throttle_users, out)
+        if a.orgs:
+            with phase(f"initial sync: {a.orgs} orgs x {a.org_users} users"):
+                problems += bench_many_orgs(admin, direct, a.orgs, a.org_users, max(4, max(
+                    int(x) for x in a.threads.split(","))), max(raw_rates or [1.0]), out)
+    finally:
+        for o in (direct, proxied):
+            if o is not None:
+                o.stop()
+        if server is not None:
+            server.shutdown()
+        kc.stop()
+    report(out, problems)
+    if a.json:
+        Path(a.json).write_text(json.dumps({**out, "problems": problems}, indent=2))
+    return 1 if problems else 0
+
+
+def report(out: dict[str, Any], problems: list[str]) -> None:
+    print()
+    for key, r in out.items():
+        if key.startswith("rate_"):
+            print(f"rate  N={r['users']} T={r['threads']}: raw admin API {r['raw_users_per_s']} users/s, orgscim "
+                  f"{r['orgscim_users_per_s']} users/s (all acknowledged in {r['acknowledged_s']}s)  "
+                  f"ratio {r['ratio']}")
+    if "calls" in out:
+        c = out["calls"]
+        print(f"calls per created user {c['per_create']} (raw: 2.00, ratio {c['per_create'] / 2:.2f}), "
+              f"per update {c['per_update']}")
+        print(f"  create: {c['create_calls']}\n  update: {c['update_calls']}")
+    if "fairness" in out:
+        f = out["fairness"]
+        print(f"fairness: org A {f['org_a_users']} users in {f['org_a_s']}s; org B single user member after "
+              f"p50 {f['org_b_p50_s']}s, p95 {f['org_b_p95_s']}s ({f['org_b_samples']} samples; limit 5s, "
+              f"ratio {f['org_b_p95_s'] / 5:.2f})")
+    if "throttled" in out:
+        t = out["throttled"]
+        print(f"429 on 1/3: {t['users']} users, {t['answered_429']} calls answered 429, "
+              f"{t['repeated_before_retry_after']} repeated before Retry-After, {t['users_created']} users created, "
+              f"{t['members_added']} member adds, {t['seconds']}s")
+    if "many_orgs" in out:
+        m = out["many_orgs"]
+        print(f"initial sync {m['orgs']} orgs x {m['users_per_org']} users: {m['seconds']}s, {m['users_per_s']} "
+              f"users/s, ratio to the raw admin API {m['ratio_to_raw']}")
+    print(f"problems: {len(problems)}")
+    for p in problems[:20]:
+        print(f"  {p}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
