@@ -18,7 +18,8 @@ def test_ops_endpoints(client, services) -> None:  # type: ignore[no-untyped-def
     """/healthz, /readyz (standalone: SQLite only) and /metrics in Prometheus text format."""
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json() == {"status": "ok", "sqlite": "ok", "keycloak": "ok"}
+    assert ready.status_code == 200 and ready.get_json() == {"status": "ok", "sqlite": "ok", "keycloak": "ok",
+                                                             "storage": "ok"}
     text = client.get("/metrics").get_data(as_text=True)
     assert "# TYPE orgscim_orgs_serving gauge" in text
     served = [line for line in text.splitlines() if line.startswith("orgscim_orgs_serving ")]

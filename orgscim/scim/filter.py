@@ -19,6 +19,7 @@ from .schemas import COMMON, META_SUBS, Attr, ResourceType
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 MAX_FILTER_LENGTH = 4096
 MAX_DEPTH = 50
+MAX_TERMS = 200  # comparisons per filter: IdPs send a handful; each one costs SQL to compile and run
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class _Parser:
         self.t = tokens
         self.i = 0
         self.depth = 0
+        self.terms = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.t[self.i] if self.i < len(self.t) else None
@@ -200,6 +202,9 @@ class _Parser:
         return self.comparison(path)
 
     def comparison(self, path: AttrRef) -> Node:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise invalid_filter(f"filter has more than {MAX_TERMS} comparisons")
         tok = self.take()
         op = tok[1].lower()
         if tok[0] != "word" or (op not in COMPARE_OPS and op != "pr"):

@@ -22,6 +22,7 @@ from .values import coerce, coerce_one, empty
 
 READ_ONLY_COMMON = ("id", "meta", "schemas")
 MAX_OPERATIONS = 1000
+MAX_MEMBER_FILTERS = 10  # members[filter] removals per PATCH other than value eq (QUIRKS #5)
 
 
 @dataclass
@@ -76,7 +77,15 @@ class Patcher:
         self.rtype = rtype
         self.data = copy.deepcopy(data)
         self.members = MembersDelta()
-        self._current_members = current_members or (lambda: [])
+        self._load_members = current_members or (lambda: [])
+        self._loaded_members: list[dict[str, Any]] | None = None
+        self._member_filters = 0
+
+    def _current_members(self) -> list[dict[str, Any]]:
+        """The group's members as stored, read once per PATCH however many operations filter them."""
+        if self._loaded_members is None:
+            self._loaded_members = self._load_members()
+        return self._loaded_members
 
     # -- entry points ---------------------------------------------------------------------------
     def patch(self, body: Any) -> None:
@@ -302,6 +311,10 @@ class Patcher:
                 raise invalid_path("members[filter] is only valid with remove")
             ids = _value_eq_ids(t.filt)
             if ids is None:
+                self._member_filters += 1
+                if self._member_filters > MAX_MEMBER_FILTERS:
+                    raise invalid_value(f"at most {MAX_MEMBER_FILTERS} members[filter] removals per PATCH (each "
+                                        "scans every member); remove members by value instead")
                 pool = self._current_members() + list(self.members.added.values())
                 ids = [m["value"] for m in pool if flt.evaluate(t.filt, m)]
             self.members.remove(ids)

@@ -7,9 +7,10 @@ exactly the schemas published by :mod:`orgscim.scim.schemas`.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +36,8 @@ DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 MAX_BULK_OPERATIONS = 1000
 MAX_BULK_PAYLOAD = 1_048_576
+MAX_LISTED_MEMBERS = 10_000  # member rows per list page of groups; the page is cut short (itemsPerPage) past it
+MAX_BULK_REFERENCES = 1000  # bulkId references per operation (a group may list every user of the request)
 PATCH_RETRIES = 5
 
 
@@ -44,6 +47,7 @@ class Store(Protocol):
     def get(self, rtype: str, rid: str) -> Any: ...
     def search(self, rtype: str, where: Any, sort: Any, descending: bool, start: int, count: int) -> Any: ...
     def members(self, group_pks: Sequence[int]) -> dict[int, list[Any]]: ...
+    def member_counts(self, group_pks: Sequence[int]) -> dict[int, int]: ...
     def groups_of(self, member_pks: Sequence[int]) -> dict[int, list[tuple[str, str]]]: ...
     def resolve(self, ids: Any) -> dict[str, Any]: ...
     def create(self, rtype: str, data: dict, name: str, external_id: str | None, members: Any = None,
@@ -135,6 +139,8 @@ class Result:
 def etag_matches(header: str | None, version: str) -> bool:
     if header is None:
         return True
+    if not isinstance(header, str):
+        raise invalid_value("a version (ETag) must be a string such as W/\"3\" (RFC 7644 §3.14)")
     tags = [t.strip() for t in header.split(",")]
     return "*" in tags or version in tags or any(t.removeprefix("W/") == version.removeprefix("W/") for t in tags)
 
@@ -319,9 +325,25 @@ class ScimService:
             sub_total, rows = self.store.search(name, where, sort, desc, sub_start,
                                                 count - len(resources))
             total += sub_total
+            if rtype is GROUP_TYPE and len(rows) > 1 and _wants(rtype, query, "members"):
+                kept = self._within_member_budget(rows)
+                if len(kept) < len(rows):
+                    rows, count = kept, len(resources) + len(kept)  # a shorter page (RFC 7644 §3.4.2.4)
             resources += self.render(rtype, rows, query)
         return Result(200, {"schemas": [LIST_RESPONSE], "totalResults": total, "startIndex": query.start_index,
                             "itemsPerPage": len(resources), "Resources": resources})
+
+    def _within_member_budget(self, rows: list[Any]) -> list[Any]:
+        """The leading groups of a page whose members add up to at most MAX_LISTED_MEMBERS (at least one):
+        one list request must not load every member of a thousand large groups."""
+        counts = self.store.member_counts([r.pk for r in rows])
+        kept, seen = [], 0
+        for row in rows:
+            seen += counts.get(row.pk, 0)
+            if kept and seen > MAX_LISTED_MEMBERS:
+                break
+            kept.append(row)
+        return kept
 
     def search(self, type_names: list[str], body: Any) -> Result:
         """POST …/.search with a SearchRequest (RFC 7644 §3.4.3)."""
@@ -376,32 +398,23 @@ class ScimService:
             raise invalid_value("failOnErrors must be a positive integer")
         ids: dict[str, str] = {}
         results: list[dict[str, Any] | None] = [None] * len(ops)
-        pending = list(range(len(ops)))
+        refs = [_bulk_refs(op) for op in ops]
         errors = 0
-        while pending:
-            progressed = False
-            for i in list(pending):
-                op = ops[i]
-                refs = _bulk_refs(op)
-                if refs - ids.keys() and any(_defines(o, r) for r in refs - ids.keys() for j, o in enumerate(ops)
-                                              if j in pending and j != i):
-                    continue  # defined by a later operation: run that one first
-                pending.remove(i)
-                progressed = True
-                results[i] = self._bulk_one(op, ids)
-                if int(results[i]["status"]) >= 400:
-                    errors += 1
-                    if fail_on is not None and errors >= fail_on:
-                        pending = []
-                        break
-            if not progressed:  # circular references
-                for i in pending:
-                    results[i] = _bulk_error(ops[i], ScimError(409, "circular bulkId references", "invalidValue"))
-                pending = []
+        for i, circular in _bulk_order(ops, refs):
+            if circular:
+                results[i] = _bulk_error(ops[i], ScimError(409, "circular bulkId references", "invalidValue"))
+            else:
+                results[i] = self._bulk_one(ops[i], ids, refs[i])
+            if int(results[i]["status"]) >= 400:  # type: ignore[index]
+                errors += 1
+                if fail_on is not None and errors >= fail_on:
+                    break
         return Result(200, {"schemas": [BULK_RESPONSE], "Operations": [r for r in results if r is not None]})
 
-    def _bulk_one(self, op: Any, ids: dict[str, str]) -> dict[str, Any]:
+    def _bulk_one(self, op: Any, ids: dict[str, str], refs: set[str]) -> dict[str, Any]:
         try:
+            if len(refs) > MAX_BULK_REFERENCES:
+                raise invalid_value(f"a bulk operation may reference at most {MAX_BULK_REFERENCES} bulkIds")
             if not isinstance(op, dict):
                 raise invalid_syntax("each bulk operation must be an object")
             low = {k.lower(): v for k, v in op.items()}
@@ -410,7 +423,7 @@ class ScimService:
             bulk_id = low.get("bulkid")
             if method not in ("POST", "PUT", "PATCH", "DELETE") or not isinstance(path, str):
                 raise invalid_syntax("bulk operations need a method (POST/PUT/PATCH/DELETE) and a path")
-            missing = _bulk_refs(op) - ids.keys()
+            missing = refs - ids.keys()
             if missing:
                 raise ScimError(409, f"bulkId:{sorted(missing)[0]} is not defined by any operation", "invalidValue")
             path = _substitute(path, ids)
@@ -420,6 +433,8 @@ class ScimService:
                 raise not_found(f"bulk path {path} is not a resource endpoint for {method}")
             type_name = "User" if m.group(1) == "Users" else "Group"
             version = low.get("version")
+            if version is not None and not isinstance(version, str):
+                raise invalid_value("version must be a string (the resource's ETag, e.g. W/\"3\")")
             if method == "POST":
                 if not isinstance(bulk_id, str) or not bulk_id:
                     raise invalid_syntax("bulk POST operations need a bulkId")
@@ -443,6 +458,10 @@ class ScimService:
             return out
         except ScimError as e:
             return _bulk_error(op, e)
+        except Exception:  # a bug must not hide the results of the operations already committed
+            log.exception("bulk operation failed unexpectedly")
+            return _bulk_error(op, ScimError(500, "internal error in this operation; read the resource to see "
+                                                  "whether it was applied"))
 
 
 def _bulk_error(op: Any, e: ScimError) -> dict[str, Any]:
@@ -473,8 +492,39 @@ def _bulk_refs(op: Any) -> set[str]:
     return found
 
 
-def _defines(op: Any, bulk_id: str) -> bool:
-    return isinstance(op, dict) and any(k.lower() == "bulkid" and v == bulk_id for k, v in op.items())
+def _bulk_order(ops: list[Any], refs: list[set[str]]) -> Iterator[tuple[int, bool]]:
+    """Operation indexes in run order (RFC 7644 §3.7.2): request order, except that an operation referencing a
+    ``bulkId`` defined by another operation runs after it. Linear in the references: each bulkId is indexed
+    once. Operations left waiting on a cycle come last, flagged ``True``."""
+    definer: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        bulk_id = _bulk_id(op)
+        if isinstance(bulk_id, str):
+            definer.setdefault(bulk_id, i)
+    waiting = [0] * len(ops)
+    dependents: list[list[int]] = [[] for _ in ops]
+    for i, wanted in enumerate(refs):
+        if len(wanted) > MAX_BULK_REFERENCES:
+            continue  # refused when it runs; it waits for nothing
+        for d in {definer[r] for r in wanted if r in definer} - {i}:
+            waiting[i] += 1
+            dependents[d].append(i)
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
+    while ready:
+        i = heapq.heappop(ready)
+        yield i, False
+        for j in dependents[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    for i, n in enumerate(waiting):
+        if n:
+            yield i, True
+
+
+def _bulk_id(op: Any) -> Any:
+    return next((v for k, v in op.items() if k.lower() == "bulkid"), None) if isinstance(op, dict) else None
 
 
 def _substitute(x: Any, ids: dict[str, str]) -> Any:

@@ -7,8 +7,12 @@ never deadlock on a lock upgrade. Migrations run in one transaction each and bum
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +35,7 @@ class Database:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
+        self.full_at = -1e9  # time.monotonic() of the last write refused for lack of space (this process)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -113,6 +118,16 @@ class Database:
             raise SchemaError(f"database {self.path} is at schema version {version}, this orgscim needs "
                               f"{self.latest_version}: run `orgscim db upgrade`")
 
+    def storage_problem(self, min_free_bytes: int, remember_seconds: float = 60) -> str | None:
+        """None while writes can be stored; else why not (a fixed text: no paths or error messages)."""
+        if time.monotonic() - self.full_at < remember_seconds:
+            return "disk full"
+        try:
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        except OSError:
+            return "database folder unreadable"
+        return "disk almost full" if free < min_free_bytes else None
+
     def backup(self, target: str | Path) -> None:
         """Online backup (SQLite backup API): consistent while the service keeps writing."""
         dst = sqlite3.connect(str(target))
@@ -124,3 +139,10 @@ class Database:
 
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """True for SQLite's "database or disk is full" (SQLITE_FULL) and the OS's ENOSPC/EDQUOT/EFBIG."""
+    if isinstance(e, sqlite3.Error):
+        return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(e)
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

@@ -125,6 +125,16 @@ class ResourceStore:
                 out[r[0]].append(Member(r[1], r[2], r[3], json.loads(r[4])))
         return out
 
+    def member_counts(self, group_pks: Sequence[int]) -> dict[int, int]:
+        """Number of members of each group pk (an index count, no rows loaded)."""
+        out: dict[int, int] = {}
+        for chunk in _chunks(group_pks):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.all(f"SELECT group_pk, COUNT(*) FROM members WHERE group_pk IN ({marks}) "
+                                 "GROUP BY group_pk", chunk):
+                out[r[0]] = r[1]
+        return out
+
     def groups_of(self, member_pks: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """For each member pk: (group id, group displayName) of the groups it is directly in."""
         out: dict[int, list[tuple[str, str]]] = {pk: [] for pk in member_pks}

@@ -81,10 +81,10 @@ class Compiler:
         return self.compile(node)
 
     def compile(self, node: Node) -> str:
-        if isinstance(node, And):
-            return f"({self.compile(node.left)} AND {self.compile(node.right)})"
-        if isinstance(node, Or):
-            return f"({self.compile(node.left)} OR {self.compile(node.right)})"
+        if isinstance(node, And | Or):
+            # one flat "(a OR b OR c)" per chain: nested parentheses per term overflow SQLite's parser stack
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(self.compile(n) for n in _chain(node)) + ")"
         if isinstance(node, Not):
             return f"(NOT COALESCE({self.compile(node.expr)}, 0))"
         if isinstance(node, ValuePath):
@@ -229,6 +229,20 @@ class Compiler:
                     "LIMIT 1)")
         expr = self.scalar(ref)
         return f"lower({expr.sql})" if expr.kind == "string" else expr.sql
+
+
+def _chain(node: And | Or) -> list[Node]:
+    """The operands of a chain of the same connective, left to right (``a or b or c`` parses as
+    ``Or(Or(a, b), c)``)."""
+    out: list[Node] = []
+    stack: list[Node] = [node]
+    while stack:
+        n = stack.pop()
+        if type(n) is type(node):
+            stack += [n.right, n.left]  # type: ignore[union-attr]
+        else:
+            out.append(n)
+    return out
 
 
 def _ext_prefix(ref: AttrRef) -> list[str]:

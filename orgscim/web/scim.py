@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
@@ -15,13 +17,16 @@ from werkzeug.exceptions import HTTPException
 from ..auth import AuthRequest, challenge
 from ..scim.errors import ScimError, invalid_syntax, not_found, uniqueness
 from ..scim.service import Query, Result, ScimService, etag_matches
-from ..services import ConfigError
+from ..services import ConfigError, Services
+from ..store.db import is_disk_full
 from ..throttle import retry_after
+from .ops import readiness_check
 
 log = logging.getLogger("orgscim.web")
 bp = Blueprint("scim", __name__, url_prefix="/realms/<realm>/scim/v2/organizations/<org_id>")
 
 SCIM_JSON = "application/scim+json"
+JSON_TYPES = (SCIM_JSON, "application/json")
 MAX_JSON_DEPTH = 64
 TYPES = {"Users": "User", "Groups": "Group"}
 
@@ -47,7 +52,8 @@ def error_response(err: ScimError) -> Response:
 
 def _depth(x: Any, limit: int) -> int:
     """Nesting depth of ``x`` (stops counting past ``limit``); raises ``UnicodeError`` for a string holding an
-    unpaired surrogate (``"\\ud800"`` is valid JSON but not Unicode text: it could never be stored or sent)."""
+    unpaired surrogate (``"\\ud800"`` is valid JSON but not Unicode text: it could never be stored or sent) and
+    ``ValueError`` for one holding NUL (no SCIM value has it; Keycloak and C tools cut strings there)."""
     stack = [(x, 1)]
     deepest = 0
     while stack:
@@ -57,6 +63,8 @@ def _depth(x: Any, limit: int) -> int:
             return deepest
         if isinstance(v, str):
             v.encode("utf-8")
+            if "\x00" in v:
+                raise ValueError("NUL")
         elif isinstance(v, dict):
             stack.extend((c, d + 1) for c in v.values())
             stack.extend((k, d + 1) for k in v)
@@ -65,19 +73,36 @@ def _depth(x: Any, limit: int) -> int:
     return deepest
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def body() -> Any:
-    """The request's JSON (scim+json or json, any charset); 400 invalidSyntax for anything else."""
+    """The request's JSON (scim+json or json, any charset): 415 for another declared media type, 400
+    invalidSyntax for anything that is not a JSON object of finite numbers and NUL-free Unicode strings."""
+    ctype = request.mimetype
+    if ctype and ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        raise ScimError(415, f"Content-Type {ctype} is not supported; send application/scim+json (RFC 7644 §3.1)")
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise invalid_syntax("request body is empty; send a JSON object")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
         raise invalid_syntax(f"request body is not valid JSON: {str(e)[:100]}") from None
     try:
         too_deep = _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
     except UnicodeError:
         raise invalid_syntax("request body holds a string with an unpaired surrogate (not Unicode text)") from None
+    except ValueError:
+        raise invalid_syntax("request body holds a string with a NUL character (U+0000)") from None
     if too_deep:
         raise invalid_syntax(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     return data
@@ -170,8 +195,19 @@ def on_http_error(e: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def on_unexpected(e: Exception) -> Response:
+    if is_disk_full(e):  # the transaction rolled back: nothing of this write was stored
+        log.error("storage full: %s", e)
+        current_app.extensions["orgscim"].db.full_at = time.monotonic()
+        return error_response(ScimError(507, "insufficient storage: the request was not applied; retry later"))
     log.exception("unexpected error")
-    return error_response(ScimError(500, "internal error; the request was not applied"))
+    return error_response(ScimError(500, "internal error; read the resources before retrying: this request "
+                                         "may have been applied in part"))
+
+
+@readiness_check("storage")
+def storage_ready(services: Services) -> str | None:
+    """Not ready while the database's disk is full or nearly (``READY_MIN_FREE_BYTES``, default 8 MiB)."""
+    return services.db.storage_problem(int(services.config.get("READY_MIN_FREE_BYTES", 8 << 20)))
 
 
 def svc() -> ScimService:
