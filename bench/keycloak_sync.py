@@ -26,8 +26,6 @@ Ratios are printed against the baseline measured in the same run. Exit 1 when a 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import http.client
 import json
 import os
 import re
@@ -44,14 +42,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
+from orgscim.devserver.kcproxy import ProxyState, make_proxy
 from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution, free_port
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFILE_ATTRIBUTES
@@ -66,95 +62,6 @@ ROOT = Path(__file__).resolve().parent.parent
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
         "transfer-encoding", "upgrade", "content-length", "host"}
-
-
-# -- counting (and throttling) proxy ---------------------------------------------------------------------------
-@dataclass
-class ProxyState:
-    upstream: str
-    throttle_every: int = 0  # answer 429 to every n-th admin call (0: never)
-    retry_after: float = 1.0
-    counts: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[str] = field(default_factory=Counter)
-    refused_at: dict[str, float] = field(default_factory=dict)  # call key -> when it got its 429
-    early: int = 0  # calls repeated before their Retry-After
-    throttled: int = 0
-    seen: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def reset(self) -> None:
-        with self.lock:
-            self.counts.clear()
-            self.statuses.clear()
-            self.refused_at.clear()
-            self.early = self.throttled = self.seen = 0
-
-
-def make_proxy(state: ProxyState) -> ThreadingHTTPServer:
-    up = urlsplit(state.upstream)
-    local = threading.local()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _forward(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            path = self.path.split("?", 1)[0]
-            admin = "/admin/realms/" in path
-            key = f"{self.command} {_UUID.sub('{id}', path)}"
-            call = f"{self.command} {self.path} {hashlib.sha1(body).hexdigest()}"
-            with state.lock:
-                state.counts[key if admin else "token"] += 1
-                now = time.monotonic()
-                refused = state.refused_at.pop(call, None)
-                if refused is not None and now - refused < state.retry_after - 0.05:
-                    state.early += 1
-                state.seen += admin
-                throttle = admin and state.throttle_every and state.seen % state.throttle_every == 0
-                if throttle:
-                    state.throttled += 1
-                    state.refused_at[call] = now
-            if throttle:
-                self.send_response(429)
-                self.send_header("Retry-After", f"{state.retry_after:g}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            conn = getattr(local, "conn", None)
-            if conn is None:
-                conn = local.conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-            try:
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                local.conn = None
-                self.send_response(502)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            with state.lock:
-                state.statuses[f"{key if admin else 'token'} {resp.status}"] += 1
-            self.send_response(resp.status)
-            for k, v in resp.getheaders():
-                if k.lower() not in _HOP:
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _forward
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 # -- an orgscim instance: serve (gunicorn) + worker ------------------------------------------------------------

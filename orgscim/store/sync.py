@@ -114,7 +114,8 @@ class SyncStore:
         self._set_due(org_pk, resource_ids, later(seconds), "next_attempt < ?")
 
     def unhold(self, org_pk: int, resource_ids: Sequence[str]) -> None:
-        """Make held entries of these resources due now (the request that held them is done with them)."""
+        """Make held entries of these resources due now (the request that held them is done with them); an
+        entry Keycloak asked to retry later (it has an error) keeps its time."""
         self._set_due(org_pk, resource_ids, now(), "next_attempt > ?")
 
     def _set_due(self, org_pk: int, resource_ids: Sequence[str], when: str, cond: str) -> None:
@@ -123,7 +124,7 @@ class SyncStore:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 conn.execute(f"UPDATE outbox SET next_attempt = ? WHERE org_pk = ? AND done IS NULL AND attempts = 0 "
-                             f"AND {cond} AND resource_id IN ({','.join('?' * len(chunk))})",
+                             f"AND last_error IS NULL AND {cond} AND resource_id IN ({','.join('?' * len(chunk))})",
                              [when, org_pk, when, *chunk])
 
     def cancel_pending(self, org_pk: int, reason: str, who: str = "orgscim") -> int:

@@ -19,6 +19,7 @@ from orgscim.keycloak.client import (
     KeycloakError,
     KeycloakUnavailable,
     NotFound,
+    RateLimited,
     Unauthorized,
     required_roles,
 )
@@ -179,3 +180,68 @@ def test_check_permissions_from_token() -> None:
     assert "manage-users" not in missing and "manage-organizations" in missing and "query-users" in missing
     kc, _ = admin([_resp(200, {"systemInfo": {"version": "26.6.2"}})], roles=required_roles("26.6.2"))
     assert kc.check_permissions() == []
+
+
+def test_429_is_rate_limited_with_retry_after_and_waited_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: a 429 was a generic KeycloakError (the entry finished unapplied). Now it is transient, carries
+    Retry-After, and a short one is waited out and the request (even a POST: 429 means not processed) sent
+    again."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    kc, sess = admin([_resp(429, None, {"Retry-After": "2"}), _resp(201, None, {"Location": "http://kc/u/42"})])
+    assert kc.create_user({"username": "x"}) == "42"
+    assert slept == [2.0] and [c[0] for c in sess.calls] == ["POST", "POST"]
+    kc, sess = admin([_resp(429, None, {"Retry-After": "120"})])  # longer than max_wait: the caller reschedules
+    with pytest.raises(RateLimited) as exc:
+        kc.create_user({"username": "x"})
+    assert exc.value.retryable and exc.value.retry_after == 120.0 and isinstance(exc.value, KeycloakUnavailable)
+    kc, sess = admin([_resp(429, None, {"Retry-After": "1"})] * 3, retries=2)
+    with pytest.raises(RateLimited):
+        kc.add_member("o", "u")
+    assert len(sess.calls) == 3 and slept[-2:] == [1.0, 1.0]
+
+
+def test_408_is_transient() -> None:
+    kc, sess = admin([_resp(408), _resp(408), _resp(408)], retries=2)
+    with pytest.raises(KeycloakUnavailable) as exc:
+        kc.delete_user("u")
+    assert exc.value.status == 408 and exc.value.retryable
+
+
+def test_retry_after_http_date() -> None:
+    from orgscim.keycloak.errors import retry_after_seconds
+
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert retry_after_seconds("3") == 3.0 and retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_deadline_cuts_timeouts_and_refuses_when_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline delivery budget is enforced through the request timeouts, not only between entries."""
+    from orgscim.keycloak.client import BudgetSpent
+
+    kc, sess = admin([_resp(200, 1), _resp(200, 2)], timeout=5)
+    kc.token()
+    with kc.deadline(2.0):
+        kc.count_organizations()
+        assert 1.5 < sess.calls[-1][2]["timeout"] <= 2.0
+    kc.count_organizations()
+    assert sess.calls[-1][2]["timeout"] == 5  # outside the block: the normal timeout
+    kc, sess = admin([requests.Timeout("slow")], timeout=5, retries=2)
+    kc.token()
+    with kc.deadline(1.0), pytest.raises(BudgetSpent):
+        kc.count_organizations()  # cut short by the deadline: not a sign that Keycloak is down, no retry
+    assert len(sess.calls) == 1
+    kc, sess = admin([], timeout=5)
+    kc.token()
+    with kc.deadline(0.01), pytest.raises(BudgetSpent):
+        kc.create_user({"username": "x"})
+    assert sess.calls == []
+    kc, sess = admin([_resp(429, None, {"Retry-After": "5"})], timeout=5)
+    kc.token()
+    with kc.deadline(1.0), pytest.raises(RateLimited):  # a wait that does not fit is not taken
+        kc.create_user({"username": "x"})
+
+
+def test_pool_sized_for_the_delivery_threads() -> None:
+    kc = KeycloakAdmin("http://kc", "r", "c", "s", pool_size=24)
+    assert kc.session.get_adapter("http://kc/x")._pool_maxsize == 24  # noqa: SLF001

@@ -1,0 +1,175 @@
+"""Concurrent delivery against the real Keycloak: a multi-worker ``orgscim serve`` (gunicorn) and the
+``orgscim worker`` deliver at the same time, behind a proxy that counts (and, in one test, throttles) every
+Keycloak call. Each change must be applied exactly once (issue 8, issue 9 "per-process state", "429")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from scimkit import PATCH, okta_user, uniq
+
+from orgscim.devserver.kcproxy import ProxyState, make_proxy
+from orgscim.devserver.keycloak import free_port
+from orgscim.keycloak.client import KeycloakAdmin, NotFound
+from orgscim.provision.mapping import ATTR_ID
+from orgscim.services import Services
+from orgscim.store.db import Database
+
+pytestmark = pytest.mark.keycloak
+
+REALM = "orgscim-test"
+SECRET = "orgscim-dev-secret"
+CREATED = f"POST /admin/realms/{REALM}/users 201"
+
+
+class Live:
+    """Proxy → Keycloak; ``orgscim serve --workers 2`` + ``orgscim worker`` on one SQLite file."""
+
+    def __init__(self, keycloak: Any, tmp: Path) -> None:
+        self.proxy = ProxyState(keycloak.base_url, retry_after=1.0)
+        self.server = make_proxy(self.proxy)
+        kc_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        db = Database(tmp / "orgscim.sqlite3")
+        db.upgrade()
+        self.services = Services(db, {"KEYCLOAK_URL": kc_url, "KEYCLOAK_CLIENT_SECRET": SECRET})
+        self.services.orgs.set_realm(REALM, True)
+        self.port = free_port()
+        env = {**os.environ, "ORGSCIM_INSTANCE": str(tmp), "ORGSCIM_KEYCLOAK_URL": kc_url,
+               "ORGSCIM_KEYCLOAK_CLIENT_SECRET": SECRET, "ORGSCIM_WORKER_OUTBOX_SECONDS": "1",
+               "ORGSCIM_WORKER_RECONCILE_SECONDS": "86400"}
+        exe = str(Path(sys.executable).parent / "orgscim")
+        self.procs = [subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+                                        "2"], env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "wb"),
+                                       start_new_session=True),
+                      subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL,
+                                       stderr=open(tmp / "worker.log", "wb"), start_new_session=True)]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, (tmp / "serve.log").read_text()[-2000:]
+            time.sleep(0.3)
+
+    def org(self, org_id: str) -> tuple[str, str]:
+        org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET")
+        secret = self.services.auth_mode("EXTERNAL_SECRET").issue(org).secret
+        return f"http://127.0.0.1:{self.port}/realms/{REALM}/scim/v2/organizations/{org_id}", secret
+
+    def settle(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.services.sync.outbox() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert self.services.sync.outbox() == []
+
+    def stop(self) -> None:
+        for p in self.procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live(keycloak: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    lv = Live(keycloak, tmp_path_factory.mktemp("live"))
+    yield lv
+    lv.stop()
+
+
+@pytest.fixture
+def org_id(kc_admin: KeycloakAdmin) -> Iterator[str]:
+    name = uniq("deliv")
+    oid = kc_admin.create_organization({"name": name, "alias": name, "domains": [{"name": f"{name}.example"}]})
+    yield oid
+    for m in kc_admin.iter_members(oid):
+        try:
+            kc_admin.delete_user(m["id"])
+        except NotFound:
+            pass
+    kc_admin.delete_organization(oid)
+
+
+def import_users(base: str, secret: str, n: int, threads: int, rename: bool) -> dict[str, dict[str, Any]]:
+    """POST n users from ``threads`` threads; each thread renames its user right after (a second entry of the
+    same resource, while the first may still be in flight)."""
+    prefix = uniq("c")
+    out: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def one(i: int) -> None:
+        body = okta_user(f"{prefix}-{i:03d}")
+        r = requests.post(f"{base}/Users", json=body, headers=headers, timeout=60)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        if rename:
+            body["name"]["givenName"] = f"Renamed{i}"
+            r = requests.patch(f"{base}/Users/{sid}", headers=headers, timeout=60, json={
+                "schemas": [PATCH], "Operations": [{"op": "replace", "path": "name.givenName", "value": f"Renamed{i}"}]})
+            assert r.status_code == 200, r.text
+        with lock:
+            out[sid] = body
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(n)))
+    return out
+
+
+def assert_applied_once(kc_admin: KeycloakAdmin, org_id: str, users: dict[str, dict[str, Any]]) -> None:
+    seen: dict[str, int] = {}
+    for m in kc_admin.iter_members(org_id, brief=False):
+        sid = (m.get("attributes") or {}).get(ATTR_ID, [None])[0]
+        seen[sid] = seen.get(sid, 0) + 1
+        body = users[sid]
+        assert (m["username"], m["firstName"], m["enabled"]) == (body["userName"].lower(),
+                                                                 body["name"]["givenName"], True)
+    assert seen == dict.fromkeys(users, 1)
+
+
+def test_workers_and_worker_process_apply_each_change_once(
+    live: Live, kc_admin: KeycloakAdmin, org_id: str
+) -> None:
+    base, secret = live.org(org_id)
+    live.proxy.reset()
+    users = import_users(base, secret, 40, 6, rename=True)
+    live.settle()
+    assert live.proxy.statuses[CREATED] == 40  # one POST /users per SCIM user: no collision, no double create
+    assert_applied_once(kc_admin, org_id, users)
+    assert live.services.sync.drift() == []  # no false `uniqueness` / `keycloak_refused`
+
+
+def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
+    live: Live, kc_admin: KeycloakAdmin, org_id: str
+) -> None:
+    base, secret = live.org(org_id)
+    live.proxy.reset()
+    live.proxy.throttle_every = 3
+    try:
+        users = import_users(base, secret, 30, 4, rename=False)
+        live.settle()
+    finally:
+        live.proxy.throttle_every = 0
+    assert live.proxy.throttled >= 10
+    assert live.proxy.early == 0, live.proxy.early_calls  # no refused call repeated before its Retry-After
+    assert live.proxy.statuses[CREATED] == 30
+    assert_applied_once(kc_admin, org_id, users)
+    assert live.services.sync.drift() == []
+    done = live.services.sync.outbox(include_done=True)
+    assert done and all(i.last_error is None or "429" in i.last_error for i in done)
