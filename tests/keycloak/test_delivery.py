@@ -121,8 +121,9 @@ def import_users(base: str, secret: str, n: int, threads: int, rename: bool) -> 
         sid = r.json()["id"]
         if rename:
             body["name"]["givenName"] = f"Renamed{i}"
-            r = requests.patch(f"{base}/Users/{sid}", headers=headers, timeout=60, json={
-                "schemas": [PATCH], "Operations": [{"op": "replace", "path": "name.givenName", "value": f"Renamed{i}"}]})
+            op = {"op": "replace", "path": "name.givenName", "value": f"Renamed{i}"}
+            r = requests.patch(f"{base}/Users/{sid}", headers=headers, timeout=60,
+                               json={"schemas": [PATCH], "Operations": [op]})
             assert r.status_code == 200, r.text
         with lock:
             out[sid] = body
