@@ -163,8 +163,8 @@ class SyncStore:
                 return False
             conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
             conn.execute("DELETE FROM outbox WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))
-            conn.execute("UPDATE drift SET resolved = ? WHERE org_pk = ? AND resource_id = ? AND resolved IS NULL",
-                         (now(), org_pk, resource_id))
+            # the resource never existed for the IdP: its refusal is an audit event, not drift
+            conn.execute("DELETE FROM drift WHERE org_pk = ? AND resource_id = ?", (org_pk, resource_id))
             conn.execute("INSERT INTO events (at, org_pk, kind, detail) VALUES (?, ?, 'scim.create_refused', ?)",
                          (now(), org_pk, json.dumps({"resourceId": resource_id, "reason": reason[:300]})))
         return True

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.keycloak
 REALM = "orgscim-test"
 SECRET = "orgscim-dev-secret"
 CREATED = f"POST /admin/realms/{REALM}/users 201"
+BUDGET = 2.0
 
 
 class Live:
@@ -47,7 +48,7 @@ class Live:
         self.port = free_port()
         env = {**os.environ, "ORGSCIM_INSTANCE": str(tmp), "ORGSCIM_KEYCLOAK_URL": kc_url,
                "ORGSCIM_KEYCLOAK_CLIENT_SECRET": SECRET, "ORGSCIM_WORKER_OUTBOX_SECONDS": "1",
-               "ORGSCIM_WORKER_RECONCILE_SECONDS": "86400"}
+               "ORGSCIM_WORKER_RECONCILE_SECONDS": "86400", "ORGSCIM_KEYCLOAK_DELIVERY_BUDGET": str(BUDGET)}
         exe = str(Path(sys.executable).parent / "orgscim")
         self.procs = [subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
                                         "2"], env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "wb"),
@@ -174,3 +175,27 @@ def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
     assert live.services.sync.drift() == []
     done = live.services.sync.outbox(include_done=True)
     assert done and all(i.last_error is None or "429" in i.last_error for i in done)
+
+
+def test_inline_delivery_never_outlasts_its_budget(live: Live, kc_admin: KeycloakAdmin, org_id: str) -> None:
+    """Every Keycloak call takes 1.5 s: the SCIM answer still comes within the budget (request timeouts are cut
+    to it), and the worker finishes the delivery."""
+    base, secret = live.org(org_id)
+    headers = {"Authorization": f"Bearer {secret}"}
+    requests.post(f"{base}/Users", json=okta_user(uniq("warm")), headers=headers, timeout=60)  # token, profile
+    live.settle()
+    live.proxy.delay = 1.5
+    try:
+        took = []
+        bodies = [okta_user(uniq("slow")) for _ in range(3)]
+        for body in bodies:
+            t0 = time.monotonic()
+            r = requests.post(f"{base}/Users", json=body, headers=headers, timeout=60)
+            took.append(time.monotonic() - t0)
+            assert r.status_code == 201, r.text
+    finally:
+        live.proxy.delay = 0
+    assert max(took) < BUDGET + 1.0, took
+    live.settle()
+    assert kc_admin.count_members(org_id) == 4
+    assert live.services.sync.drift() == []
