@@ -1,7 +1,9 @@
 """``orgscim worker``: APScheduler in its own process, never inside the web workers (DESIGN §7).
 
 Every job takes a lease in SQLite named after it for (almost) one interval and does not give it back, so
-two workers started by mistake still run each job once per interval.
+two workers started by mistake still run each job once per interval. Reconcile runs every
+``WORKER_RECONCILE_TICK_SECONDS`` and takes a share of the orgs each time, so that every org is reconciled once
+per ``WORKER_RECONCILE_SECONDS`` without all of them hitting Keycloak at once (``Reconciler.run_due``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from .provision.reconcile import Reconciler
+from .keycloak.client import KeycloakAdmin
+from .provision.reconcile import Pacer, Reconciler
 from .services import Services
 
 log = logging.getLogger("orgscim.worker")
 
 DEFAULT_INTERVALS = {"outbox": 5, "reconcile": 3600, "jwks": 900, "housekeeping": 3600}
+DEFAULT_RECONCILE_TICK = 60.0
+DEFAULT_RECONCILE_CALLS_PER_SECOND = 20.0
 
 
 @dataclass
@@ -39,7 +44,13 @@ class Worker:
         self.intervals = {k: float(cfg.get(f"WORKER_{k.upper()}_SECONDS", v)) for k, v in DEFAULT_INTERVALS.items()}
         self.intervals.update(intervals or {})
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        self.jobs = [Job(name, self.intervals[name], fn) for name, fn in self.job_functions().items()]
+        # reconcile wakes up every tick and does a share of the orgs (each org once per reconcile interval)
+        self.reconcile_tick = min(self.intervals["reconcile"],
+                                  float(cfg.get("WORKER_RECONCILE_TICK_SECONDS", DEFAULT_RECONCILE_TICK)))
+        self._reconcile_admins: dict[str, KeycloakAdmin | None] = {}
+        self._pacers: dict[str, Pacer] = {}
+        self.jobs = [Job(name, self.reconcile_tick if name == "reconcile" else self.intervals[name], fn)
+                     for name, fn in self.job_functions().items()]
         self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
 
     def job_functions(self) -> dict[str, Callable[[], Any]]:
@@ -47,10 +58,31 @@ class Worker:
                 "jwks": self.services.refresh_jwks, "housekeeping": self.housekeeping}
 
     def reconcile(self) -> dict[str, int]:
+        """One tick of reconcile: the orgs that are due, oldest first, through a paced client of its own."""
         if not self.services.keycloak_configured:
             return {}
-        summary = Reconciler(self.services, "report").run()
-        return {"orgs": summary.orgs, "drift": len(summary.findings), "repaired": summary.repaired}
+        calls = sum(p.calls for p in self._pacers.values())
+        reconciler = Reconciler(self.services, "report", admin_for=self.reconcile_admin)
+        summary = reconciler.run_due(self.intervals["reconcile"], self.reconcile_tick)
+        summary.calls = sum(p.calls for p in self._pacers.values()) - calls
+        return {"orgs": summary.orgs, "drift": len(summary.findings), "repaired": summary.repaired,
+                "keycloakCalls": summary.calls, "due": summary.due}
+
+    def reconcile_admin(self, realm: str) -> KeycloakAdmin | None:
+        """Reconcile's own Keycloak client per realm (made in this process), its calls capped at
+        ``RECONCILE_CALLS_PER_SECOND`` so that reconcile never crowds out delivery."""
+        if realm not in self._reconcile_admins:
+            shared = self.services.keycloak(realm)
+            admin = None
+            if shared is not None:
+                admin = KeycloakAdmin(shared.base_url, realm, shared.client_id, self.services.keycloak_secret(),
+                                      timeout=shared.timeout)
+                rate = float(self.services.config.get("RECONCILE_CALLS_PER_SECOND",
+                                                      DEFAULT_RECONCILE_CALLS_PER_SECOND))
+                self._pacers[realm] = Pacer(rate)
+                admin.session.hooks["response"].append(self._pacers[realm])
+            self._reconcile_admins[realm] = admin
+        return self._reconcile_admins[realm]
 
     def run_once(self, job: Job) -> bool:
         """Run ``job`` if no other worker ran it during this interval; True if it ran here."""

@@ -5,19 +5,33 @@ closed (their data kept). Per org, Keycloak is snapshotted page by page into a s
 compared with SQLite by joins, so memory does not grow with the org. Each difference is a drift record;
 one that is not seen again resolves itself. ``repair`` makes Keycloak match SCIM for what orgscim owns,
 through the same outbox and deliverer as SCIM writes; unmanaged members are reported and left alone.
+
+Cost: the Keycloak calls of one org are its member pages, one page of org groups, one member listing per
+group and, with an IdP link, the pages of users linked to that IdP: no call per member. The next page is
+fetched while the current one is written to the scratch file, so an org costs about what paging its members
+costs. The worker (:meth:`Reconciler.run_due`) spreads the orgs over its interval, oldest first, a bounded
+number per tick, through a client of its own whose calls per second are capped (:class:`Pacer`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
-from orgscim.keycloak.client import KeycloakAdmin, NotFound
+from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable, NotFound
 from orgscim.store.orgs import Org
-from orgscim.store.reconcile import ReconcileScratch
+from orgscim.store.reconcile import ReconcileSchedule, ReconcileScratch
 from orgscim.store.resources import OutboxEntry, ResourceStore, now
 from orgscim.store.sync import Link
 
@@ -55,51 +69,140 @@ class Summary:
     repaired: int = 0
     discovered: int = 0
     vanished: int = 0
+    calls: int = 0  # Keycloak calls, when the client is paced (worker)
+    due: int = 0  # orgs still due after this run (worker)
+
+
+PAGE = 200  # members (and linked users) per Keycloak page
+SPREAD = 0.8  # the worker reconciles every org within this share of its interval, leaving slack for retries
+
+
+class Pacer:
+    """A ``requests`` response hook that counts one client's Keycloak calls and keeps them at or below
+    ``rate`` per second (after a burst of ``rate`` calls), so reconcile's load on Keycloak is bounded."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._tat = time.monotonic()  # theoretical arrival time of the next call (GCRA)
+
+    def __call__(self, resp: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+            if self.rate <= 0:
+                return resp
+            t = time.monotonic()
+            self._tat = max(self._tat, t) + 1 / self.rate
+            wait = self._tat - t - 1.0  # one second's worth of calls may go at once
+        if wait > 0:
+            time.sleep(wait)
+        return resp
+
+
+def paged(fetch: Callable[[int, int], list[Any]], pool: ThreadPoolExecutor, size: int = PAGE) -> Iterator[list[Any]]:
+    """The pages of a Keycloak list endpoint; the next page is fetched while the caller works on this one,
+    so at most two pages are in memory. Two of these on one pool of two threads fetch side by side."""
+    first = 0
+    future = pool.submit(fetch, first, size)
+    while True:
+        page = future.result()
+        if len(page) < size:
+            yield page
+            return
+        first += size
+        future = pool.submit(fetch, first, size)
+        yield page
 
 
 class Reconciler:
     """``mode`` is ``dry-run`` (report only, write nothing), ``report`` (record drift) or ``repair``."""
 
-    def __init__(self, services: Any, mode: str = "report", progress: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, services: Any, mode: str = "report", progress: Callable[[str, int], None] | None = None,
+                 admin_for: Callable[[str], KeycloakAdmin | None] | None = None) -> None:
         self.services = services
         self.mode = mode
         self.progress = progress or (lambda what, n: None)
+        self.admin_for = admin_for or services.keycloak
+        self.schedule = ReconcileSchedule(services.db)
+        self.pool: ThreadPoolExecutor | None = None
 
     # -- realms ---------------------------------------------------------------------------------
     def run(self, realm: str | None = None, org_id: str | None = None) -> Summary:
+        """Reconcile every org (of ``realm``; or the one ``org_id``) now; discover orgs unless one is named."""
         summary = Summary()
-        realms = [realm] if realm else sorted({o.realm for o in self.services.orgs.orgs()})
-        for name in realms:
-            admin = self.services.keycloak(name)
-            if admin is None:
-                continue
-            if org_id is None:
-                self.discover(name, admin, summary)
-            for org in self.services.orgs.orgs(name):
-                if org_id is not None and org.org_id != org_id:
+        with ThreadPoolExecutor(2, thread_name_prefix="reconcile-page") as self.pool:
+            for name in [realm] if realm else self.schedule.realms():
+                admin = self.admin_for(name)
+                if admin is None:
                     continue
-                if org.vanished is None:
+                if org_id is None:
+                    self.discover(name, admin, summary)
+                for pk in self.schedule.org_pks(name, org_id):
+                    org = self.services.orgs.org_by_pk(pk)
+                    if org is not None and org.vanished is None:
+                        self.reconcile_org(org, admin, summary)
+        return summary
+
+    def run_due(self, interval: float, tick: float, holder: str | None = None) -> Summary:
+        """One worker tick: reconcile the orgs that are due, oldest first, at most as many as keep every org
+        within ``SPREAD`` of ``interval`` when this runs every ``tick`` seconds; discover each realm's orgs
+        once per interval. Each org is due again ``interval`` after its reconcile started."""
+        holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        summary = Summary()
+        total = self.schedule.total()
+        budget = max(1, math.ceil(total * tick / (interval * SPREAD))) if total else 0
+        claim_for = max(600.0, 5 * tick)  # a crashed worker's claim runs out after this
+        with ThreadPoolExecutor(2, thread_name_prefix="reconcile-page") as self.pool:
+            for realm in self.schedule.realms():
+                admin = self.admin_for(realm)
+                if admin is not None and self.schedule.claim(f"discover:{realm}", holder, interval * SPREAD):
+                    self.discover(realm, admin, summary)
+            for pk in self.schedule.due(budget):
+                if not self.schedule.claim(f"org:{pk}", holder, claim_for):
+                    continue  # another worker took it
+                started = time.time()
+                org = self.services.orgs.org_by_pk(pk)
+                admin = self.admin_for(org.realm) if org is not None else None
+                if org is None or admin is None:
+                    continue
+                try:
                     self.reconcile_org(org, admin, summary)
+                except KeycloakUnavailable as e:
+                    log.warning("reconcile of org %s stopped, Keycloak unavailable: %s", org.org_id, e)
+                    self.schedule.done(f"org:{pk}", holder, time.time() + min(interval, claim_for))
+                    break
+                except KeycloakError as e:
+                    log.warning("reconcile of org %s failed: %s", org.org_id, e)
+                    self.schedule.done(f"org:{pk}", holder, time.time() + min(interval, claim_for))
+                    continue
+                self.schedule.done(f"org:{pk}", holder, started + interval)
+        summary.due = len(self.schedule.due(budget))
         return summary
 
     def discover(self, realm: str, admin: KeycloakAdmin, summary: Summary) -> None:
-        """List organizations that appeared; close the endpoints of configured ones that vanished."""
+        """List organizations that appeared; close the endpoints of configured ones that vanished.
+
+        Organizations are recorded page by page and compared in SQL; only ``dry-run``, which writes nothing,
+        keeps the listed ids in memory."""
         start = now()
-        listed: set[str] = set()
-        page: list[dict[str, Any]] = []
-        for org in admin.iter_organizations():
-            listed.add(org["id"])
-            page.append(org)
-            if len(page) == 100:
-                self._seen(realm, page)
-                page = []
-        self._seen(realm, page)
-        known = {o.org_id for o in self.services.orgs.orgs(realm)}
-        summary.discovered = len(listed - known)
-        if self.mode != "dry-run":
+        listed: set[str] | None = set() if self.mode == "dry-run" else None
+        assert self.pool is not None
+        for page in paged(lambda first, size: admin.list_organizations(first, size), self.pool, 100):
+            if listed is not None:
+                listed.update(o["id"] for o in page)
+            self._seen(realm, page)
+        if listed is None:
             self.services.orgs.close_unseen(realm, start)
-        for org in self.services.orgs.orgs(realm):
-            if org.org_id not in listed and org.vanished is None:
+            summary.discovered = self.schedule.unconfigured(realm)
+            gone = self.schedule.unseen(realm, start)
+        else:
+            known = {o.org_id for o in self.services.orgs.orgs(realm)}
+            summary.discovered = len(listed - known)
+            gone = [o.pk for o in self.services.orgs.orgs(realm) if o.org_id not in listed and o.vanished is None]
+        for pk in gone:
+            org = self.services.orgs.org_by_pk(pk)
+            if org is not None:
                 summary.vanished += 1
                 finding = Finding("Organization", org.org_id, "org_deleted", "exists", "missing")
                 summary.findings.append(finding.public(org))
@@ -133,31 +236,35 @@ class Reconciler:
 
     def compare(self, org: Org, admin: KeycloakAdmin, summary: Summary) -> list[Finding]:
         findings: list[Finding] = []
-        pending = {i.resource_id for i in self.services.sync.outbox(org.pk)}
+        pool = self.pool or ThreadPoolExecutor(2)
         with ReconcileScratch(self.services.db, org.pk) as scratch:
-            batch: list[dict[str, Any]] = []
-            for member in admin.iter_members(org.org_id, brief=False, page_size=200):
-                batch.append(member)
-                if len(batch) == 200:
-                    self.progress("members", scratch.add_members(batch))
-                    batch = []
-            self.progress("members", scratch.add_members(batch))
             plugin, fed_cfg = self.services.federation(org)
             if hasattr(plugin, "link_for") and fed_cfg and not fed_cfg.get("alias"):
                 idps = admin.list_organization_identity_providers(org.org_id)
                 fed_cfg = {**fed_cfg, "alias": idps[0]["alias"]} if idps else {}
+            alias = fed_cfg.get("alias")
+            members = paged(lambda first, size: admin.list_members(org.org_id, first, size, brief=False), pool)
+            # who has a link to the org's IdP: pages of users (not one call per member), fetched beside the members
+            linked = paged(lambda first, size: admin.list_users(first, size, brief=True, idpAlias=alias),
+                           pool) if alias else iter(())
+            for page, linked_page in zip_longest(members, linked):
+                if page:
+                    self.progress("members", scratch.add_members(page))
+                if linked_page:
+                    scratch.add_idp_linked(u["id"] for u in linked_page)
             for row in scratch.users():
                 summary.users += 1
-                if row["id"] in pending:
+                if row["pending"]:
                     continue  # not delivered yet: the outbox, not drift
                 findings += self.compare_user(org, admin, row, plugin, fed_cfg)
             for member in scratch.unlinked_members():
                 findings.append(Finding("KeycloakUser", member["kc_id"], "unmanaged_member", None,
                                         {"username": member["username"], "membershipType": member["membership"]}))
-            scratch.add_groups(admin.iter_org_groups(org.org_id))
+            for page in paged(lambda first, size: admin.list_org_groups(org.org_id, first, size), pool):
+                scratch.add_groups(page)
             for row in scratch.groups():
                 summary.groups += 1
-                if row["id"] in pending:
+                if row["pending"]:
                     continue
                 if row["kc_id"] is None:
                     findings.append(Finding("Group", row["id"], "not_provisioned"))
@@ -168,13 +275,17 @@ class Reconciler:
                     continue
                 if row["name"] != name:
                     findings.append(Finding("Group", row["id"], "name_changed", name, row["name"]))
-                scratch.add_group_members(row["kc_id"], (u["id"] for u in admin.iter_org_group_members(
-                    org.org_id, row["kc_id"])))
-                missing, extra = scratch.group_member_differences(row["id"], row["kc_id"])
+                gid = row["kc_id"]
+                for page in paged(lambda first, size, gid=gid: admin.list_org_group_members(
+                        org.org_id, gid, first, size), pool):
+                    scratch.add_group_members(gid, (u["id"] for u in page))
+                missing, extra = scratch.group_member_differences(row["id"], gid)
                 if missing:
                     findings.append(Finding("Group", row["id"], "group_member_missing", missing, None))
                 if extra:
                     findings.append(Finding("Group", row["id"], "group_member_extra", None, extra))
+        if pool is not self.pool:
+            pool.shutdown()
         return findings
 
     def compare_user(self, org: Org, admin: KeycloakAdmin, row: Any, plugin: Any,
@@ -220,11 +331,15 @@ class Reconciler:
             want_link = plugin.link_for(org, fed_cfg, admin, rid, data)
             if want_link is not None:
                 alias, idp_user_id, _ = want_link
-                have = {f["identityProvider"]: f.get("userId") for f in admin.list_federated_identities(row["kc_id"])}
-                if alias not in have:
+                if not row["idp_linked"]:
                     out.append(Finding("User", rid, "idp_link_missing", {alias: idp_user_id}, None))
-                elif have[alias] != idp_user_id:
-                    out.append(Finding("User", rid, "idp_link_changed", {alias: idp_user_id}, {alias: have[alias]}))
+                elif state.get("idp") != {"alias": alias, "userId": idp_user_id}:
+                    # linked, but not (known to be) to this subject: only then ask Keycloak which one
+                    have = {f["identityProvider"]: f.get("userId")
+                            for f in admin.list_federated_identities(row["kc_id"])}
+                    if have.get(alias) != idp_user_id:
+                        out.append(Finding("User", rid, "idp_link_changed", {alias: idp_user_id},
+                                           {alias: have.get(alias)}))
         return out
 
     # -- repair ---------------------------------------------------------------------------------
@@ -247,6 +362,12 @@ class Reconciler:
                 if link is not None and link.origin != "created":
                     continue  # never re-create what orgscim did not create
                 sync.drop_link(org.pk, f.resource_id)
+            elif link is not None and f.resource_type == "User":
+                # Keycloak changed behind the deliverer's back: it must read the user again rather than trust
+                # what it remembers having applied (fields, membership, IdP link)
+                link.state.update(applied=None, member=None)
+                link.state.pop("idp", None)
+                sync.set_link(link)
             if f.resource_type == "User":
                 entry = OutboxEntry("User", f.resource_id, "user.upsert", {"data": row.data, "active_changed": True})
             else:
