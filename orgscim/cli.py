@@ -510,11 +510,11 @@ def keycloak_bootstrap(realm_name: str, keycloak_url: str | None, admin_user: st
 
     from .keycloak.bootstrap import Bootstrap, BootstrapError, admin_token, write_secret
 
-    services = _services(upgrade_ok=True)
-    url = keycloak_url or services.config.get("KEYCLOAK_URL")
+    config = _config()  # the database is not opened: this runs as root and must not create files there
+    url = keycloak_url or config.get("KEYCLOAK_URL")
     if not url:
         raise click.UsageError("no Keycloak URL: pass --keycloak-url or set KEYCLOAK_URL")
-    public = orgscim_url or services.config.get("PUBLIC_BASE_URL")
+    public = orgscim_url or config.get("PUBLIC_BASE_URL")
     if not public:
         raise click.UsageError("pass --orgscim-url (the URL browsers use for orgscim) or set PUBLIC_BASE_URL")
     if admin_password_file:

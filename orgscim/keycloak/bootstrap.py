@@ -158,12 +158,19 @@ class Bootstrap:
 
 
 def write_secret(folder: Path, name: str, secret: str) -> Path:
-    """Write a secret file (0600, replaced atomically)."""
+    """Write a secret file, replaced atomically: 0600, or the mode (at most 0640) and owner of the file it replaces
+    (the install creates them 0640 root:orgscim, so the CLI wrapper can read them as the service user)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     tmp = folder / f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
+        try:
+            old = path.stat()
+            os.fchown(fh.fileno(), old.st_uid, old.st_gid)
+            os.fchmod(fh.fileno(), old.st_mode & 0o640)
+        except FileNotFoundError:
+            pass
         fh.write(secret + "\n")
     os.replace(tmp, path)
     return path
