@@ -238,11 +238,14 @@ def scim_import(o: Orgscim, org_id: str, secret: str, tag: str, n: int, threads:
 
 
 @contextmanager
-def phase(title: str) -> Iterator[None]:
+def phase(title: str, out: dict[str, Any], save: str | None) -> Iterator[None]:
+    """Announce a phase; afterwards write what is known so far (a long run keeps its figures if it stops)."""
     print(f"-- {title}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     yield
-    print(f"   ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+    print(f"   ({time.perf_counter() - t0:.0f}s) {json.dumps(out)[-400:]}", file=sys.stderr, flush=True)
+    if save:
+        Path(save).write_text(json.dumps(out, indent=2))
 
 
 # -- phases ------------------------------------------------------------------------------------------------------
@@ -434,20 +437,20 @@ def main() -> int:
         proxied.start()
         raw_rates = []
         for t in [int(x) for x in a.threads.split(",") if x]:
-            with phase(f"rate: {a.users} users x {t} threads"):
+            with phase(f"rate: {a.users} users x {t} threads", out, a.json):
                 problems += bench_rate(admin, direct, a.users, t, out)
                 raw_rates.append(out[f"rate_T{t}"]["raw_users_per_s"])
         if a.count_users:
-            with phase(f"calls per user: {a.count_users} users through the counting proxy"):
+            with phase(f"calls per user: {a.count_users} users through the counting proxy", out, a.json):
                 problems += bench_calls(admin, proxied, proxy, a.count_users, out)
         if a.fair_users:
-            with phase(f"fairness: org A imports {a.fair_users}, org B creates single users"):
+            with phase(f"fairness: org A imports {a.fair_users}, org B creates single users", out, a.json):
                 problems += bench_fair(admin, direct, a.fair_users, a.fair_threads, out)
         if a.throttle_users:
-            with phase(f"429 on a third of the calls: {a.throttle_users} users"):
+            with phase(f"429 on a third of the calls: {a.throttle_users} users", out, a.json):
                 problems += bench_throttled(admin, proxied, proxy, a.throttle_users, out)
         if a.orgs:
-            with phase(f"initial sync: {a.orgs} orgs x {a.org_users} users"):
+            with phase(f"initial sync: {a.orgs} orgs x {a.org_users} users", out, a.json):
                 problems += bench_many_orgs(admin, direct, a.orgs, a.org_users, max(4, max(
                     int(x) for x in a.threads.split(","))), max(raw_rates or [1.0]), out)
     finally:

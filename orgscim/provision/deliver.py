@@ -161,13 +161,14 @@ class Deliverer:
         name, me = lease_name(org.pk, rid), holder()
         if not self.sync.acquire(name, me, LEASE_TTL):
             return Stats(deferred=True, contended=True)
+        renew = False  # just acquired: the first entry needs no renewal
         try:
             while True:
                 items = self.sync.resource_pending(org.pk, rid)
                 if not items:
                     return stats
                 for item in items:
-                    if not self.sync.renew(name, me, LEASE_TTL):
+                    if renew and not self.sync.renew(name, me, LEASE_TTL):
                         log.warning("lease %s lost; leaving %s to its new holder", name, item.pk)
                         stats.contended = stats.deferred = True
                         return stats
@@ -180,6 +181,7 @@ class Deliverer:
                     if not self.deliver_one(org, admin, item, stats):
                         stats.deferred = True
                         return stats
+                    renew = True
         finally:
             self.sync.release(name, me)
 
@@ -441,6 +443,16 @@ class Deliverer:
         if have is not None and have.get("userId") == idp_user_id:
             link.state["idp"] = {"alias": alias, "userId": idp_user_id}
             return
+        # Only the org's own IdP, and never a subject another user holds: Keycloak accepts both through the
+        # admin API, and either would let one tenant's SCIM decide who logs in as whom.
+        owner = admin.get_identity_provider(alias).get("organizationId")
+        if owner != org.org_id:
+            raise Refused("idp_not_of_org", f"identity provider {alias!r} is not linked to this organization; "
+                          "link it to the organization in Keycloak or set the federation alias", alias, owner)
+        holders = [u["id"] for u in admin.find_users_by_idp_link(alias, idp_user_id) if u["id"] != link.kc_id]
+        if holders:
+            raise Refused("idp_link_conflict", f"another Keycloak user is already linked to {alias} as "
+                          f"{idp_user_id}", idp_user_id, holders[0])
         if have is not None:
             admin.remove_federated_identity(link.kc_id, alias)
         try:
@@ -460,12 +472,32 @@ class Deliverer:
         name = row.data["displayName"]
         link = self.sync.link(org.pk, gid)
         if link is None:
-            found = admin.find_org_group(org.org_id, name)
-            if found is not None:
-                link = Link(org.pk, "Group", gid, found["id"], "adopted", {})
-            else:
-                kc_gid = admin.create_org_group(org.org_id, name, {ATTR_ID: [gid]})
-                link = Link(org.pk, "Group", gid, kc_gid, "created", {})
+            # Groups orgscim creates carry its id, so a retry finds its own group (created) whatever it is named
+            # now; a group of that name without our id existed before (adopted: never deleted by orgscim).
+            kc_gid, origin = None, "created"
+            if not item.attempts:
+                try:
+                    kc_gid = admin.create_org_group(org.org_id, name, {ATTR_ID: [gid]})
+                except Conflict:
+                    pass  # the name is taken: maybe by our own earlier attempt
+            if kc_gid is None:
+                ours = admin.find_org_groups_by_attribute(org.org_id, ATTR_ID, gid)
+                same = None if ours else next((g for g in admin.iter_org_groups(
+                    org.org_id, search=name, exact=True, brief=False) if g.get("name") == name), None)
+                if ours:
+                    kc_gid = ours[0]["id"]
+                elif same is None:
+                    try:
+                        kc_gid = admin.create_org_group(org.org_id, name, {ATTR_ID: [gid]})
+                    except Conflict:
+                        raise Refused("uniqueness", f"another organization group is named {name!r}", name,
+                                      None) from None
+                elif (same.get("attributes") or {}).get(ATTR_ID):
+                    raise Refused("uniqueness", f"organization group {name!r} belongs to another SCIM group",
+                                  name, same["id"])
+                else:
+                    kc_gid, origin = same["id"], "adopted"
+            link = Link(org.pk, "Group", gid, kc_gid, origin, {})
             self.sync.set_link(link)
         else:
             try:
