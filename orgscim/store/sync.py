@@ -249,8 +249,8 @@ class SyncStore:
         ts = time.time()
         pending = self.db.one("SELECT count(*), min(created) FROM outbox WHERE done IS NULL")
         drift = self.db.all("SELECT kind, count(*) FROM drift WHERE resolved IS NULL GROUP BY kind")
-        orgs = self.db.one("SELECT count(*), sum(o.enabled AND o.vanished IS NULL AND COALESCE(r.scim_enabled, 0)) "
-                           "FROM orgs o LEFT JOIN realms r ON r.name = o.realm")
+        orgs = self.db.one("SELECT (SELECT count(*) FROM orgs), (SELECT count(*) FROM orgs WHERE enabled = 1 AND "
+                           "vanished IS NULL AND realm IN (SELECT name FROM realms WHERE scim_enabled = 1))")
         resources = self.db.all("SELECT type, n FROM resource_totals")
         jwks = self.db.one("SELECT count(*) FROM jwks WHERE error IS NOT NULL")
         oldest = _epoch(pending[1]) if pending and pending[1] else None
