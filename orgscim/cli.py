@@ -432,17 +432,19 @@ def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair:
     if not services.keycloak_configured:
         raise click.ClickException("reconcile needs Keycloak: set ORGSCIM_KEYCLOAK_URL (see README, Configuration)")
     mode = "dry-run" if dry_run else "repair" if repair else "report"
-    counts = {"members": 0}
+    counts = {"members": 0, "orgs": 0}
+    total = sum(1 for o in services.orgs.orgs(realm_name) if org_id in (None, o.org_id) and o.vanished is None)
     bar = None
-    if sys.stderr.isatty() and not as_json:
-        bar = click.progressbar(length=0, label="reconciling", file=sys.stderr, show_pos=True)
+    if sys.stderr.isatty() and not as_json:  # progress on the terminal only; --json and pipes stay quiet
+        bar = click.progressbar(length=max(total, 1), label=f"{mode}: {total} orgs", file=sys.stderr,
+                                show_pos=True, show_eta=True,
+                                item_show_func=lambda _: f"{counts['members']} Keycloak members compared")
         bar.__enter__()
 
     def progress(what: str, n: int) -> None:
         counts[what] = counts.get(what, 0) + n
         if bar is not None:
-            bar.length = counts[what]
-            bar.update(n)
+            bar.update(n if what == "orgs" else 0)
 
     try:
         summary = Reconciler(services, mode, progress).run(realm_name, org_id)

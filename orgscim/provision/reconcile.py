@@ -232,6 +232,7 @@ class Reconciler:
             for f in findings:
                 self.services.sync.report(org.pk, f.resource_type, f.resource_id, f.kind, f.expected, f.actual)
             self.services.sync.resolve_unseen(org.pk, start)
+        self.progress("orgs", 1)
         return findings
 
     def compare(self, org: Org, admin: KeycloakAdmin, summary: Summary) -> list[Finding]:

@@ -98,3 +98,42 @@ def test_backup_is_consistent(scim_for: Callable[..., Scim], keycloak: Any, temp
     conn = sqlite3.connect(target)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert {r[0] for r in conn.execute("SELECT id FROM resources WHERE type = 'User'")} == ids
+
+
+def test_reconcile_shows_progress_on_a_terminal_only(scim_for: Callable[..., Scim], keycloak: Any,
+                                                     temp_org: dict[str, Any]) -> None:
+    """issue 11: long CLI work shows a progress bar on a terminal (stderr), never under --json or in a pipe."""
+    import os
+    import pty
+
+    scim = scim_for(temp_org["id"])
+    for _ in range(3):
+        scim.call("POST", "/Users", okta_user(uniq("bar")), 201)
+    secret_file = Path(scim.services.db.path).parent / "orgscim.secret"
+    secret_file.write_text("orgscim-dev-secret")
+    env = {"PATH": "/usr/bin:/bin", "ORGSCIM_INSTANCE": str(Path(scim.services.db.path).parent),
+           "ORGSCIM_KEYCLOAK_URL": keycloak.base_url, "ORGSCIM_KEYCLOAK_CLIENT_SECRET_FILE": str(secret_file),
+           "COLUMNS": "120"}
+    for args, bar_expected in ((["--dry-run"], True), (["--dry-run", "--json"], False)):
+        master, slave = pty.openpty()
+        proc = subprocess.run([ORGSCIM, "reconcile", "--org", temp_org["id"], *args], env=env, stdout=subprocess.PIPE,
+                              stderr=slave, timeout=120)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        text = seen.decode(errors="replace")
+        assert proc.returncode == 0, text
+        if bar_expected:
+            assert "dry-run: 1 orgs" in text and "1/1" in text and "3 Keycloak members compared" in text, text
+        else:
+            assert text == "" and json.loads(proc.stdout)["keycloakMembers"] == 3
+    piped = cli(scim, keycloak, "reconcile", "--org", temp_org["id"], "--dry-run")
+    assert "Keycloak members compared" not in piped.stderr
