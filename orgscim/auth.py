@@ -30,7 +30,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from . import metrics
-from .jwks import JwksCache
+from .jwks import JwksCache, UrlPolicy
 from .store.authstate import AuthStateStore, auth_key, state_path
 from .store.jwks import JwksStore
 from .store.orgs import Credential, Org, OrgStore
@@ -222,7 +222,8 @@ class AuthContext:
                                      float(config.get("AUTH_THROTTLE_REFILL_SECONDS", 6))),
             jwks=JwksCache(ttl=float(config.get("JWKS_CACHE_SECONDS", 3600)),
                            timeout=float(config.get("JWKS_TIMEOUT", 5)),
-                           max_bytes=int(config.get("JWKS_MAX_BYTES", 256 * 1024)), store=JwksStore(orgs.db)))
+                           max_bytes=int(config.get("JWKS_MAX_BYTES", 256 * 1024)), store=JwksStore(orgs.db),
+                           policy=UrlPolicy.from_config(config)))
 
     # -- the request path ----------------------------------------------------------------------
     def authenticate(self, mode: Any, org: Org, req: AuthRequest) -> Outcome:

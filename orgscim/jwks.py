@@ -6,6 +6,11 @@
   to ``max_stale`` seconds, and the URI is not tried again for ``min_interval`` seconds.
 * A token whose ``kid`` is not in the cached set may force a re-fetch, at most once per ``min_interval``
   (one minute) per owner (the org), so forged ``kid`` values cannot turn orgscim into a JWKS hammer.
+* Only URLs that resolve to public addresses are fetched (:class:`UrlPolicy`): loopback, private, link-local,
+  multicast, unspecified and reserved addresses are refused unless the operator allows them
+  (``ALLOW_LOOPBACK_URLS``, ``ALLOW_PRIVATE_URLS``; the Keycloak URL orgscim is configured with is always
+  trusted), and the connection goes to the address that was checked (DNS cannot switch it afterwards).
+  Callers get a fixed message; the reason is logged.
 * Only public signature keys are kept: ``use: enc`` keys, symmetric (``oct``) keys and anything carrying
   private members are dropped; keys without a ``kid`` cannot be matched and are dropped too.
 * :meth:`JwksCache.key` returns a verification key for one (``kid``, ``alg``) pair only when the key's type,
@@ -16,12 +21,17 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
+import logging
+import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -36,6 +46,10 @@ RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512"})
 #: Asymmetric JWS algorithms python-jose verifies (RFC 7518 §3.1); never ``none``, never ``HS*``.
 SIGNATURE_ALGORITHMS = tuple(sorted(RSA_ALGORITHMS | set(EC_CURVES)))
 MIN_RSA_BITS = 2048
+MAX_ENTRIES = 10_000  # JWK Sets cached per process (least recently used dropped first)
+FETCH_FAILED = "no JWK Set could be fetched from this URL (it must be a public https URL serving a JWK Set)"
+
+log = logging.getLogger("orgscim.jwks")
 
 
 class JwksError(Exception):
@@ -84,31 +98,126 @@ def parse_jwks(raw: bytes) -> dict[str, dict[str, Any]]:
     return keys
 
 
+class UnsafeUrl(JwksError):
+    """The URL is not one orgscim may fetch (scheme, credentials, or an address it refuses)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: connect to ``ip`` (the address that passed the check), speak to ``host``."""
+
+    scheme: str
+    host: str
+    port: int
+    ip: str
+    path: str
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """Which URLs a tenant may make orgscim fetch (SSRF guard)."""
+
+    allow_loopback: bool = False
+    allow_private: bool = False
+    trusted: tuple[str, ...] = ()  # URL prefixes the operator configured (KEYCLOAK_URL): any address
+    resolver: Callable[..., Any] = socket.getaddrinfo
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> UrlPolicy:
+        trusted = tuple(str(config[k]).rstrip("/") + "/" for k in ("KEYCLOAK_URL", "KEYCLOAK_FRONTEND_URL")
+                        if config.get(k))
+        return cls(_flag(config.get("ALLOW_LOOPBACK_URLS")), _flag(config.get("ALLOW_PRIVATE_URLS")), trusted)
+
+    def check(self, uri: str) -> Target:
+        """Resolve ``uri`` and return where to connect; :class:`UnsafeUrl` (with the reason, for the log)."""
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
+            raise UnsafeUrl("not an absolute http(s) URL without credentials")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise UnsafeUrl("bad port") from None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        trusted = any(uri.startswith(t) for t in self.trusted)
+        try:
+            infos = self.resolver(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            raise UnsafeUrl(f"cannot resolve {host}: {e}") from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        if not addresses:
+            raise UnsafeUrl(f"{host} has no address")
+        if not trusted:
+            for ip in addresses:  # every address: a name with one private address is refused as a whole
+                reason = self.refused(ip)
+                if reason:
+                    raise UnsafeUrl(f"{host} resolves to {reason} address {ip}")
+            if parts.scheme != "https" and not all(ip.is_loopback for ip in addresses):
+                raise UnsafeUrl("http is accepted for loopback addresses only")
+        return Target(parts.scheme, host, port, str(addresses[0]), path)
+
+    def refused(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        mapped = getattr(ip, "ipv4_mapped", None)
+        ip = mapped or ip
+        if ip.is_loopback:
+            return None if self.allow_loopback else "a loopback"
+        if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
+            return "a link-local, multicast, unspecified or reserved"
+        if ip.is_private or not ip.is_global:
+            return None if self.allow_private else "a private"
+        return None
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+STRICT = UrlPolicy()
+
+
 def fetch(uri: str, timeout: float = 5.0, max_bytes: int = 256 * 1024,
-          session: requests.Session | None = None) -> dict[str, dict[str, Any]]:
-    """GET ``uri`` and parse it as a JWK Set, within ``timeout`` seconds overall and ``max_bytes``."""
+          policy: UrlPolicy = STRICT) -> dict[str, dict[str, Any]]:
+    """GET ``uri`` (checked by ``policy``, connecting to the address checked) and parse it as a JWK Set, within
+    ``timeout`` seconds overall and ``max_bytes``."""
+    target = policy.check(uri)
     deadline = time.monotonic() + timeout
-    getter = session.get if session is not None else requests.get
+    pool_args: dict[str, Any] = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False,
+                                 "maxsize": 1}
+    if target.scheme == "https":  # TLS to the pinned address, certificate checked for the host name
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            target.ip, target.port, server_hostname=target.host, assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED", ca_certs=requests.certs.where(), **pool_args)
+    else:
+        pool = urllib3.HTTPConnectionPool(target.ip, target.port, **pool_args)
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host:
+        host_header = f"[{target.host}]" + ("" if target.port == default_port else f":{target.port}")
     try:
-        with getter(uri, timeout=(timeout, timeout), stream=True, allow_redirects=False,
-                    headers={"Accept": "application/jwk-set+json, application/json",
-                             "Accept-Encoding": "identity"}) as resp:
-            if resp.status_code != 200:
-                raise JwksError(f"HTTP {resp.status_code} from {uri}")
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise JwksError(f"JWK Set larger than {max_bytes} bytes")
-            chunks: list[bytes] = []
-            size = 0
-            # read1: whatever one recv brings, so the deadline is checked while a slow server drips bytes
-            while chunk := resp.raw.read1(16384, decode_content=False):
-                size += len(chunk)
-                if size > max_bytes:
+        with pool:
+            resp = pool.urlopen("GET", target.path, redirect=False, preload_content=False,
+                                assert_same_host=False, headers={
+                                    "Host": host_header, "Accept": "application/jwk-set+json, application/json",
+                                    "Accept-Encoding": "identity", "User-Agent": "orgscim"})
+            try:
+                if resp.status != 200:
+                    raise JwksError(f"HTTP {resp.status} from {uri}")
+                declared = resp.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise JwksError(f"JWK Set larger than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise JwksError(f"JWK Set not received within {timeout:g} s")
-                chunks.append(chunk)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+                chunks: list[bytes] = []
+                size = 0
+                # read1: whatever one recv brings, so the deadline is checked while a slow server drips bytes
+                while chunk := resp.read1(16384):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise JwksError(f"JWK Set larger than {max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise JwksError(f"JWK Set not received within {timeout:g} s")
+                    chunks.append(chunk)
+            finally:
+                resp.release_conn()
+    except (urllib3.exceptions.HTTPError, OSError) as e:
         raise JwksError(f"cannot fetch {uri}: {type(e).__name__}") from None
     return parse_jwks(b"".join(chunks))
 
@@ -130,20 +239,30 @@ class JwksCache:
                  timeout: float = 5.0, max_bytes: int = 256 * 1024,
                  clock: Callable[[], float] = time.monotonic,
                  fetcher: Callable[[str], dict[str, dict[str, Any]]] | None = None,
-                 store: Any = None) -> None:
+                 store: Any = None, policy: UrlPolicy = STRICT, max_entries: int = MAX_ENTRIES) -> None:
         self.store = store  # orgscim.store.jwks.JwksStore: sets shared with the other processes
         self.ttl = ttl
         self.min_interval = min_interval
         self.max_stale = max_stale
         self.clock = clock
-        self.fetcher = fetcher or (lambda uri: fetch(uri, timeout, max_bytes))
-        self._entries: dict[str, _Entry] = {}
-        self._forced: dict[Hashable, float] = {}
+        self.policy = policy
+        self.fetcher = fetcher or (lambda uri: fetch(uri, timeout, max_bytes, self.policy))
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._forced: OrderedDict[Hashable, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def _entry(self, uri: str) -> _Entry:
+        """The entry of ``uri``, most recently used; the least recently used beyond ``max_entries`` go."""
         with self._lock:
-            return self._entries.setdefault(uri, _Entry())
+            entry = self._entries.get(uri)
+            if entry is None:
+                entry = self._entries[uri] = _Entry()
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.move_to_end(uri)
+            return entry
 
     def refresh(self, uri: str) -> dict[str, dict[str, Any]]:
         """Fetch ``uri`` now (raises :class:`JwksError`); on success the cached set is replaced."""
@@ -215,6 +334,9 @@ class JwksCache:
             if last is not None and now - last < self.min_interval:
                 return False
             self._forced[owner] = now
+            self._forced.move_to_end(owner)
+            while len(self._forced) > self.max_entries:
+                self._forced.popitem(last=False)
             return True
 
     def status(self, uri: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,8 +128,15 @@ class Services:
                       enabled: bool = True, federation: str = "none",
                       federation_config: dict[str, Any] | None = None,
                       options: dict[str, Any] | None = None) -> Org:
-        """Create or update an org's SCIM config, refusing a bad config here rather than at request time."""
+        """Create or update an org's SCIM config, refusing a bad config here rather than at request time.
+        With Keycloak, the organization must exist there before anything of the config (a ``jwks_uri``) is
+        fetched."""
         mode = self.auth_mode(auth_mode)
+        admin = self.keycloak(realm)
+        kc_org = None
+        if admin is not None:
+            with _keycloak_refusals(admin, realm, org_id):
+                kc_org = admin.get_organization(org_id)
         try:
             cfg = mode.validate_config(dict(auth_config or {}))
         except ValueError as e:
@@ -146,25 +155,14 @@ class Services:
             if value not in ORG_SETTINGS[key]:
                 raise ConfigError(f"{key} must be one of {', '.join(ORG_SETTINGS[key])}")
             settings[key] = value
-        admin = self.keycloak(realm)
-        kc_org = None
         if admin is not None:
-            try:
-                kc_org = admin.get_organization(org_id)
+            with _keycloak_refusals(admin, realm, org_id):
                 if hasattr(mode, "check_in_keycloak"):  # e.g. KEYCLOAK mode: its allowed_clients exist there
                     try:
                         mode.check_in_keycloak(admin, cfg)
                     except ValueError as e:
                         raise ConfigError(str(e)) from e
                 admin.ensure_profile_attributes(PROFILE_ATTRIBUTES)
-            except KeycloakUnavailable as e:
-                raise ConfigError(f"Keycloak at {admin.base_url} is not reachable ({e}); start it or fix "
-                                  "KEYCLOAK_URL, then retry") from None
-            except KeycloakError as e:
-                if e.status == 404:
-                    raise ConfigError(f"realm {realm} of Keycloak has no organization with id {org_id}: use the "
-                                      "organization's id (Keycloak admin console → Organizations)") from None
-                raise ConfigError(f"Keycloak refused: {e}") from None
         org = self.orgs.upsert_org(realm, org_id, auth_mode, cfg, enabled, federation, settings)
         if isinstance(kc_org, dict) and kc_org.get("id") == org_id:  # its name for the listings
             self.orgs.seen_in_keycloak(realm, [kc_org])
@@ -280,6 +278,21 @@ class Services:
                         org.pk, rid, "Keycloak: username or email of another user"):
                     return f"userName or email already belongs to another user of realm {org.realm}"
         return None
+
+
+@contextmanager
+def _keycloak_refusals(admin: KeycloakAdmin, realm: str, org_id: str) -> Iterator[None]:
+    """Keycloak errors while configuring an org, as :class:`ConfigError` saying what to do."""
+    try:
+        yield
+    except KeycloakUnavailable as e:
+        raise ConfigError(f"Keycloak at {admin.base_url} is not reachable ({e}); start it or fix "
+                          "KEYCLOAK_URL, then retry") from None
+    except KeycloakError as e:
+        if e.status == 404:
+            raise ConfigError(f"realm {realm} of Keycloak has no organization with id {org_id}: use the "
+                              "organization's id (Keycloak admin console → Organizations)") from None
+        raise ConfigError(f"Keycloak refused: {e}") from None
 
 
 def org_status(row: dict[str, Any]) -> str:

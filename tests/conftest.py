@@ -16,6 +16,7 @@ The real-Keycloak fixtures (``keycloak``, ``kc_admin`` …) come from ``fixtures
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from orgscim.services import Services
 from orgscim.store.db import Database
 
 pytest_plugins = ["fixtures_keycloak"]
+
+# The suite's JWK Sets and IdPs are local servers: allow loopback URLs, as an operator with a local IdP would
+# (every app, CLI run and live server of the suite reads it; tests of the SSRF guard turn it off).
+os.environ.setdefault("ORGSCIM_ALLOW_LOOPBACK_URLS", "true")
 
 REALM = "r1"
 ORG_A = "org-a"

@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
-from orgscim.jwks import JwksCache, JwksError, fetch
+from orgscim.jwks import JwksCache, JwksError, UrlPolicy, fetch
 from orgscim.services import ConfigError
+
+LOCAL = UrlPolicy(allow_loopback=True)  # the IdP of these tests is a loopback server
 
 ISSUER = "https://idp.example.test/tenant-1/v2.0"
 AUDIENCE = "api://orgscim-acme"
@@ -288,7 +290,7 @@ def test_a_valid_token_for_one_org_is_401_on_another(client, services, jwt_org, 
 
 def test_jwks_unreachable_at_request_time_is_401_not_500(client, jwt_org, idp, rsa_key, services):
     ctx = services.auth_ctx
-    ctx.jwks = JwksCache()  # cold cache, as in a freshly started worker
+    ctx.jwks = JwksCache(policy=LOCAL)  # cold cache, as in a freshly started worker
     idp.close()
     assert_401(call(client, rsa_key.sign(claims())))
 
@@ -338,29 +340,29 @@ def test_config_from_the_cli_forms(runner, idp):
 def test_fetch_is_bounded_in_size(idp):
     idp.body = json.dumps({"keys": [], "pad": "x" * 300_000}).encode()
     with pytest.raises(JwksError, match="larger"):
-        fetch(idp.uri, max_bytes=256 * 1024)
+        fetch(idp.uri, max_bytes=256 * 1024, policy=LOCAL)
 
 
 def test_fetch_is_bounded_in_time(idp, rsa_key):
     idp.delay_per_chunk = 0.05  # drips 8 bytes every 50 ms: each read is quick, the whole is not
     start = time.monotonic()
     with pytest.raises(JwksError, match="within"):
-        fetch(idp.uri, timeout=0.5)
+        fetch(idp.uri, timeout=0.5, policy=LOCAL)
     assert time.monotonic() - start < 2
 
 
 def test_fetch_does_not_follow_redirects_and_keeps_only_public_signature_keys(idp, rsa_key):
     with pytest.raises(JwksError, match="302"):
-        fetch(idp.uri.replace("/jwks", "/redirect"))
+        fetch(idp.uri.replace("/jwks", "/redirect"), policy=LOCAL)
     private = {**rsa_key.jwk, "kid": "leaked", "d": "AAAA"}
     idp.keys = [rsa_key.jwk, private, {**rsa_key.jwk, "kid": "enc", "use": "enc"},
                 {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}, {k: v for k, v in rsa_key.jwk.items() if k != "kid"}]
-    assert list(fetch(idp.uri)) == [rsa_key.kid]
+    assert list(fetch(idp.uri, policy=LOCAL)) == [rsa_key.kid]
 
 
 def test_failed_refresh_keeps_the_last_good_keys_until_max_stale(idp, rsa_key):
     clock = [0.0]
-    cache = JwksCache(ttl=10, min_interval=60, max_stale=100, clock=lambda: clock[0])
+    cache = JwksCache(ttl=10, min_interval=60, max_stale=100, clock=lambda: clock[0], policy=LOCAL)
     assert cache.key(1, idp.uri, rsa_key.kid, "RS256") is not None
     idp.body = b"broken"
     clock[0] = 61

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +34,10 @@ from jose import jws
 from jose.exceptions import JOSEError
 
 from orgscim.auth import AuthContext, AuthFailed, AuthRequest, Principal, bearer
-from orgscim.jwks import SIGNATURE_ALGORITHMS, JwksError, usable
+from orgscim.jwks import FETCH_FAILED, SIGNATURE_ALGORITHMS, JwksError, usable
 from orgscim.store.orgs import Org
+
+log = logging.getLogger("orgscim.auth")
 
 DEFAULT_LEEWAY = 30
 MAX_LEEWAY = 300
@@ -227,8 +230,9 @@ class ExternalJwtAuth:
         cfg["jwks_uri"] = check_uri(config.get("jwks_uri"))
         try:
             keys = self.ctx.jwks.refresh(cfg["jwks_uri"])
-        except JwksError as e:
-            raise ValueError(f"cannot use jwks_uri: {e}") from None
+        except JwksError as e:  # the reason stays in the log: answering it would map internal networks
+            log.warning("jwks_uri %s refused: %s", cfg["jwks_uri"], e)
+            raise ValueError(f"cannot use jwks_uri: {FETCH_FAILED}") from None
         if not any(usable(k, alg) for k in keys.values() for alg in cfg["algorithms"]):
             raise ValueError(f"the JWK Set at {cfg['jwks_uri']} has no signature key with a kid usable for "
                              f"{', '.join(cfg['algorithms'])}")
