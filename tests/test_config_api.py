@@ -478,3 +478,32 @@ def test_created_org_serves_scim_with_the_issued_secret(cfg, client):
     r = client.post(f"{base_path(REALM, NEW_ORG)}/Users", data=json.dumps({"schemas": [USER_URN], "userName": "f"}),
                     headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"})
     assert r.status_code == 201
+
+
+def test_org_listing_is_paged(cfg, services, app):
+    """issue 12: GET /realms/{realm}/orgs pages in SQL (cursor), searches, filters; a bad page request is 400."""
+    ids = [f"list-{i:03d}" for i in range(25)]
+    for org_id in ids:
+        services.orgs.upsert_org(REALM, org_id, "EXTERNAL_SECRET", {})
+    services.orgs.seen_in_keycloak(REALM, [{"id": i, "name": f"Tenant {i}", "alias": i} for i in ids]
+                                   + [{"id": "kc-only", "name": "Unconfigured", "alias": "unconf"}])
+    seen: list[str] = []
+    url = "?limit=10"
+    while url:
+        r = cfg.call("GET", url)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store", r.get_json()
+        body = r.get_json()
+        assert len(body["orgs"]) <= 10
+        seen += [o["orgId"] for o in body["orgs"]]
+        url = body["nextUrl"].split("/orgs", 1)[1] if body["next"] else ""
+        assert "$argon2" not in json.dumps(body) and "credentials" not in json.dumps(body)  # never a hash
+    assert seen == sorted(seen) and set(seen) == {*ids, ORG_A, ORG_B, "kc-only"} and len(seen) == 28
+    found = cfg.call("GET", "/?search=tenant%20list-007").get_json()
+    assert [(o["orgId"], o["name"], o["status"]) for o in found["orgs"]] == [("list-007", "Tenant list-007", "serving")]
+    assert found["orgs"][0]["scimBaseUrl"].endswith(base_path(REALM, "list-007"))
+    assert [o["orgId"] for o in cfg.call("GET", "?status=not-configured").get_json()["orgs"]] == ["kc-only"]
+    for bad in ("?limit=0", "?limit=x", "?limit=501", "?status=nope", "?after=garbage"):
+        r = cfg.call("GET", bad)
+        assert r.status_code == 400 and r.get_json()["error"] == "invalid_request", bad
+    assert cfg.call("POST", "", {}).status_code == 405
+    assert app.test_client().get(f"/realms/{REALM}/orgs").status_code == 401  # a realm token is needed

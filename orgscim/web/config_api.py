@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -574,7 +574,41 @@ def credential(org_id: str, cred_id: str) -> Response:
     return Response(status=204)
 
 
-@bp.route("/", defaults={"rest": ""}, methods=ALL)
+@bp.route("", methods=ALL, strict_slashes=False)
+def org_listing() -> Response:
+    """``GET /realms/{realm}/orgs?limit=&after=&search=&status=``: one page of the realm's organizations —
+    configured ones (their config, as ``GET …/scim`` shows it) and those Keycloak lists without a SCIM config —
+    in org id order, with Keycloak names; ``next`` is the cursor of the next page (``nextUrl`` the link), null on
+    the last page. Keyset paging in SQL: every page costs the same (issue 12)."""
+    from ..services import org_status
+    from ..store.orgs import MAX_PAGE, ORG_STATUS_FILTERS
+
+    if request.method != "GET":
+        raise method_not_allowed("GET")
+    args = request.args
+    try:
+        limit = int(args.get("limit", 100))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, "invalid_request", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    status = args.get("status") or None
+    if status not in (None, *ORG_STATUS_FILTERS):
+        raise ApiError(400, "invalid_request", f"status must be one of {', '.join(ORG_STATUS_FILTERS)}")
+    try:
+        page = services().orgs.org_page(g.api_realm, after=args.get("after") or None, limit=limit,
+                                        search=(args.get("search") or "")[:200] or None, status=status)
+    except ValueError:
+        raise ApiError(400, "invalid_request", "after must be the `next` value of a previous page") from None
+    for row in page.rows:
+        row["status"] = org_status(row)
+        row["scimBaseUrl"] = scim_base_url(row["realm"], row["orgId"])
+    query = {k: v for k, v in {"limit": str(limit) if "limit" in args else None, "search": args.get("search"),
+                               "status": status, "after": page.next}.items() if v}
+    next_url = f"{request.base_url.rstrip('/')}?{urlencode(query)}" if page.next else None
+    return _json({"orgs": page.rows, "next": page.next, "nextUrl": next_url})
+
+
 @bp.route("/<path:rest>", methods=ALL)
 def unknown(rest: str) -> Response:
     """Anything else under ``/realms/{realm}/orgs``: 404 as JSON."""
