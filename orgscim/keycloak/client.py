@@ -615,6 +615,28 @@ class KeycloakAdmin:
             {"briefRepresentation": _bool(brief)},
         )
 
+    def get_user_role_mappings(self, user_id: str) -> JSON:
+        """The user's direct role mappings: ``{"realmMappings": [...], "clientMappings": {client: {...}}}``."""
+        return self._get(f"/users/{quote(user_id, safe='')}/role-mappings")
+
+    def list_user_groups(self, user_id: str, max: int = 10) -> list[JSON]:
+        """The realm groups the user is in (organization groups are not listed)."""
+        return self._get(f"/users/{quote(user_id, safe='')}/groups", {"first": 0, "max": max})
+
+    def organization_domains(self, org_id: str, max_age: float = 300.0, *, fetch: bool = True) -> list[str] | None:
+        """The organization's domain names in lower case, remembered for *max_age* seconds per client (a realm
+        fact: asking on every SCIM write would add a call to each). ``fetch=False`` answers only from what is
+        remembered (None when nothing is)."""
+        cache: dict[str, tuple[float, list[str]]] = self.__dict__.setdefault("_org_domains", {})
+        hit = cache.get(org_id)
+        if hit is not None and (hit[0] > time.monotonic() or not fetch):
+            return hit[1]
+        if not fetch:
+            return None
+        domains = [str(d.get("name", "")).lower() for d in self.get_organization(org_id).get("domains") or []]
+        cache[org_id] = (time.monotonic() + max_age, domains)
+        return domains
+
     # ---------------------------------------------------------------------------------------------
     # organization groups (26.6+)
     # ---------------------------------------------------------------------------------------------
@@ -659,6 +681,12 @@ class KeycloakAdmin:
             if group.get("name") == name:
                 return group
         return None
+
+    def find_org_groups_by_attribute(self, org_id: str, name: str, value: str) -> list[JSON]:
+        """The organization's groups whose attribute *name* holds *value* (``q=name:value``), with attributes."""
+        found = self._get(self._org_groups(org_id), {"q": f"{name}:{value}", "briefRepresentation": "false",
+                                                     "max": 10})
+        return [g for g in found if value in ((g.get("attributes") or {}).get(name) or [])]
 
     def create_org_group(self, org_id: str, name: str, attributes: Mapping[str, list[str]] | None = None) -> str:
         """Create a top-level organization group; return its id. :class:`Conflict` on a duplicate name."""
