@@ -99,6 +99,9 @@ def make_scim(keycloak: Any, tmp: Path, org_id: str, federation: str = "none", f
               **options: Any) -> Scim:
     """A configured org (realm flag on) with one EXTERNAL_SECRET credential, in a fresh orgscim app."""
     app = make_app(keycloak, tmp)
+    # okta_user() bodies use acme.example addresses in orgs of any domain; the domain policy (on by default)
+    # is tested with its own orgs in tests/keycloak/test_domain_policy.py
+    options.setdefault("domain_policy", "off")
     services: Services = app.extensions["orgscim"]
     services.orgs.set_realm(REALM, True)
     org = services.configure_org(REALM, org_id, "EXTERNAL_SECRET", {}, True, federation, fed or {}, options)

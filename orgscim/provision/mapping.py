@@ -16,9 +16,9 @@ USERNAME_POLICIES = ("userName", "email")
 DELETE_POLICIES = ("delete", "disable")
 ADOPT_POLICIES = ("never", "org-members")
 ORG_SETTINGS = {"username_policy": USERNAME_POLICIES, "delete_policy": DELETE_POLICIES,
-                "adopt_policy": ADOPT_POLICIES, "auto_repair": ("off", "on")}
+                "adopt_policy": ADOPT_POLICIES, "auto_repair": ("off", "on"), "domain_policy": ("on", "off")}
 DEFAULT_SETTINGS = {"username_policy": "userName", "delete_policy": "delete", "adopt_policy": "never",
-                    "auto_repair": "off"}
+                    "auto_repair": "off", "domain_policy": "on"}
 
 
 def setting(settings: dict[str, Any], key: str) -> str:

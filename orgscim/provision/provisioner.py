@@ -19,6 +19,7 @@ from orgscim.store.orgs import Org
 from orgscim.store.resources import OutboxEntry
 from orgscim.store.sync import SyncStore
 
+from .domains import check_domains
 from .mapping import ATTR_ORG, active, kc_username, primary_email, setting
 
 log = logging.getLogger("orgscim.provision")
@@ -46,6 +47,7 @@ class KeycloakProvisioner:
         if rtype == "User":
             if action == "delete":
                 return [OutboxEntry("User", rid, "user.delete", hold=self.hold)]
+            check_domains(self.org, self.admin, before, after, self.check_now)
             if before is not None:
                 self.check_conflicts(rid, before, after)
             changed = action == "create" or active(before) != active(after)
@@ -92,7 +94,10 @@ def adoptable(org: Org, admin: KeycloakAdmin, sync: SyncStore, user: dict[str, A
 
     Never a service account, never the Keycloak side of another SCIM resource, never a user another org's
     SCIM owns; a user orgscim created for this org earlier (kept after a SCIM delete) is taken back; other
-    users only under the ``org-members`` policy and when already members of this org.
+    users only under the ``org-members`` policy, when already members of this org and of no other org, and
+    when they hold no realm role beyond the realm's default roles, no client role (realm admins hold
+    realm-management roles) and no realm group (groups carry roles): orgscim would rewrite their username,
+    email and IdP link.
     """
     if user.get("serviceAccountClientLink") or str(user.get("username", "")).startswith("service-account-"):
         return False
@@ -110,6 +115,15 @@ def adoptable(org: Org, admin: KeycloakAdmin, sync: SyncStore, user: dict[str, A
     if owner is not None or setting(org.settings, "adopt_policy") != "org-members":
         return False
     try:
-        return admin.is_member(org.org_id, user["id"])
+        if not admin.is_member(org.org_id, user["id"]):
+            return False
+        if any(o.get("id") != org.org_id for o in admin.get_user_organizations(user["id"])):
+            return False
+        roles = admin.get_user_role_mappings(user["id"])
+        default = f"default-roles-{admin.realm}".lower()
+        if roles.get("clientMappings") or any(str(r.get("name", "")).lower() != default
+                                              for r in roles.get("realmMappings") or []):
+            return False
+        return not admin.list_user_groups(user["id"], max=1)
     except KeycloakError:
         return False

@@ -66,7 +66,8 @@ class Live:
             time.sleep(0.3)
 
     def org(self, org_id: str) -> tuple[str, str]:
-        org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET")
+        org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET",  # okta_user(): acme.example
+                                          options={"domain_policy": "off"})
         secret = self.services.auth_mode("EXTERNAL_SECRET").issue(org).secret
         return f"http://127.0.0.1:{self.port}/realms/{REALM}/scim/v2/organizations/{org_id}", secret
 
