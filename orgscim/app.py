@@ -48,8 +48,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore
     logging.getLogger("orgscim").setLevel(app.config.get("LOG_LEVEL", "INFO"))
 
-    from .web import admin, config_api, ops, scim
+    from .web import admin, config_api, hosts, ops, scim
 
+    hosts.init_app(app)  # before every other hook: a made-up Host never reaches them
     app.register_blueprint(scim.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(config_api.bp)

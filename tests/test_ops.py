@@ -73,7 +73,8 @@ def test_trusted_proxies_setting(tmp_path: Path) -> None:
     headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "sso.example.com"}
     seen: list[tuple[str, str]] = []
     for proxies in (0, 1):
-        app = create_app({"DATABASE": str(tmp_path / "db.sqlite3"), "TRUSTED_PROXIES": proxies})
+        app = create_app({"DATABASE": str(tmp_path / "db.sqlite3"), "TRUSTED_PROXIES": proxies,
+                          "ALLOWED_HOSTS": "sso.example.com"})
 
         @app.get("/probe")
         def probe() -> str:
