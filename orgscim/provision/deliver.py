@@ -471,6 +471,7 @@ class Deliverer:
             return  # deleted since; its group.delete entry follows
         name = row.data["displayName"]
         link = self.sync.link(org.pk, gid)
+        fresh = False  # created by this call: it has no members yet (no need to list them)
         if link is None:
             # Groups orgscim creates carry its id, so a retry finds its own group (created) whatever it is named
             # now; a group of that name without our id existed before (adopted: never deleted by orgscim).
@@ -478,6 +479,7 @@ class Deliverer:
             if not item.attempts:
                 try:
                     kc_gid = admin.create_org_group(org.org_id, name, {ATTR_ID: [gid]})
+                    fresh = True
                 except Conflict:
                     pass  # the name is taken: maybe by our own earlier attempt
             if kc_gid is None:
@@ -512,7 +514,7 @@ class Deliverer:
                     raise Refused("uniqueness", f"another organization group is named {name!r}", name,
                                   None) from None
         want = self.sync.group_member_kc_ids(org.pk, gid)
-        have = {u["id"] for u in admin.iter_org_group_members(org.org_id, link.kc_id)}
+        have = set() if fresh else {u["id"] for u in admin.iter_org_group_members(org.org_id, link.kc_id)}
         for kc_id in sorted(want - have):
             try:
                 admin.add_org_group_member(org.org_id, link.kc_id, kc_id)
