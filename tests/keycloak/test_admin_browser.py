@@ -243,11 +243,11 @@ def test_admin_pages_in_a_real_browser(server, browser, keycloak, kc_admin: Keyc
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, len(data)
 
     # provision a user, delete it behind orgscim's back in Keycloak, reconcile: the drift page shows it
-    user_name = f"browser-{cred_id}"
+    user_name = f"browser-{cred_id}@{temp_org['name']}.example"  # inside the org's domain
     r = requests.post(f"{server.url}/realms/{REALM}/scim/v2/organizations/{org_id}/Users", timeout=20,
                       headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"},
                       json={"schemas": [USER_URN], "userName": user_name, "emails": [
-                          {"value": f"{user_name}@{temp_org['name']}.example", "primary": True}]})
+                          {"value": user_name, "primary": True}]})
     assert r.status_code == 201, r.text
     kc_user = kc_admin.find_user_by_username(user_name)
     assert kc_user is not None, "the SCIM user did not reach Keycloak"
