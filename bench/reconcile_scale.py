@@ -131,8 +131,14 @@ def seed(services: Services, admin: KeycloakAdmin, org_id: str, n: int, tag: str
         services.sync.set_link(Link(org.pk, "User", row.id, kc_id, "created", state))
         return kc_id
 
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, range(n)))
+        ids = []
+        for done, kc_id in enumerate(pool.map(one, range(n)), 1):
+            ids.append(kc_id)
+            if n >= 500 and (done % 250 == 0 or done == n):
+                log(f"  seeded {done}/{n} ({time.perf_counter() - t0:.0f}s)")
+        return ids
 
 
 def one_org(base_url: str, master: tuple[str, str], admin: KeycloakAdmin, members: int,
@@ -264,7 +270,7 @@ def main() -> int:
         state = json.loads(Path(a.keycloak_state).read_text())
         base_url, master = state["base_url"], (state["admin_user"], state["admin_password"])
     else:
-        kc = KeycloakDev(ensure_distribution()).start()
+        kc = KeycloakDev(ensure_distribution(), startup_timeout=600).start()
         base_url, master = kc.base_url, (kc.admin_user, kc.admin_password)
     ok = True
     out: dict[str, Any] = {}
