@@ -91,6 +91,7 @@ def test_resource_totals_are_maintained_not_scanned(client, services, api_a) -> 
 
 def test_label_cardinality_stays_bounded_with_2000_orgs(client, services) -> None:
     """Issue 11/12: requests to 2,000 orgs (served, failing auth, unknown) add no series beyond one org's."""
+    start = set(scrape(client))  # series of earlier tests in this process
     pks = []
     for i in range(2000):
         org = services.orgs.upsert_org(REALM, f"card-{i:04d}", "EXTERNAL_SECRET", {}, True, "none", {})
@@ -111,5 +112,5 @@ def test_label_cardinality_stays_bounded_with_2000_orgs(client, services) -> Non
         hit(f"card-{i:04d}")
     many = scrape(client)
     assert set(many) == one, sorted(set(many) - one)[:5]
-    assert len(many) < 600
+    assert len(set(many) - start) < 300  # what the requests above added: a bounded set of routes and statuses
     assert not any("card-" in v for _, labels in many for _, v in labels)
