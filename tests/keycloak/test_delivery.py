@@ -65,9 +65,9 @@ class Live:
             assert time.monotonic() < deadline, (tmp / "serve.log").read_text()[-2000:]
             time.sleep(0.3)
 
-    def org(self, org_id: str) -> tuple[str, str]:
+    def org(self, org_id: str, federation: str = "none") -> tuple[str, str]:
         org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET",  # okta_user(): acme.example
-                                          options={"domain_policy": "off"})
+                                          federation=federation, options={"domain_policy": "off"})
         secret = self.services.auth_mode("EXTERNAL_SECRET").issue(org).secret
         return f"http://127.0.0.1:{self.port}/realms/{REALM}/scim/v2/organizations/{org_id}", secret
 
@@ -200,3 +200,35 @@ def test_inline_delivery_never_outlasts_its_budget(live: Live, kc_admin: Keycloa
     live.settle()
     assert kc_admin.count_members(org_id) == 4
     assert live.services.sync.drift() == []
+
+
+def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
+    live: Live, kc_admin: KeycloakAdmin, acme: dict[str, Any]
+) -> None:
+    """Issue 8: 12 Keycloak calls per created user (GETs after the POST, a PUT after it, lookups twice). Now:
+    POST /users + POST member, and with link-org-idp one lookup of the IdP subject + the link itself; realm
+    facts (token, user profile, the org's IdP) are cached."""
+    base, secret = live.org(acme["id"], federation="link-org-idp")
+    headers = {"Authorization": f"Bearer {secret}"}
+    made: list[str] = []
+    try:
+        for _ in range(2):  # warm the caches of both gunicorn workers
+            made.append(requests.post(f"{base}/Users", json=okta_user(uniq("warm")), headers=headers,
+                                      timeout=60).json()["id"])
+        live.settle()
+        live.proxy.reset()
+        for _ in range(10):
+            r = requests.post(f"{base}/Users", json=okta_user(uniq("cost")), headers=headers, timeout=60)
+            assert r.status_code == 201, r.text
+            made.append(r.json()["id"])
+        live.settle()
+        per_user = {k: v for k, v in live.proxy.counts.items() if "/users" in k}
+        assert per_user == {f"POST /admin/realms/{REALM}/users": 10,
+                            f"GET /admin/realms/{REALM}/users": 10,  # ?idpAlias=&idpUserId=: subject free?
+                            f"POST /admin/realms/{REALM}/users/{{id}}/federated-identity/acme-idp": 10}, per_user
+        assert live.proxy.counts[f"POST /admin/realms/{REALM}/organizations/{{id}}/members"] == 10
+        assert sum(v for k, v in live.proxy.counts.items() if k != "token") <= 4 * 10 + 2, live.proxy.counts
+    finally:
+        for sid in made:
+            for u in kc_admin.find_users_by_attribute(ATTR_ID, sid):
+                kc_admin.delete_user(u["id"])
