@@ -42,14 +42,17 @@ def connection_test(app: Flask, org: Org, credential: str, username: str, lookup
     base = f"/realms/{quote(org.realm, safe='')}/scim/v2/organizations/{quote(org.org_id, safe='')}"
     headers = {"Authorization": authorization(credential, username), "Accept": SCIM_JSON,
                "User-Agent": "orgscim connection test"}
+    # the admin's address (auth throttle, audit) and host (URLs in the answers, ALLOWED_HOSTS) carry over
     environ = {"REMOTE_ADDR": request.remote_addr or "127.0.0.1"}
     client = app.test_client()
     steps = []
-    spc = client.get(f"{base}/ServiceProviderConfig", headers=headers, environ_base=environ)
+    spc = client.get(f"{base}/ServiceProviderConfig", headers=headers, environ_base=environ,
+                     base_url=request.host_url)
     steps.append(_step("GET", f"{base}/ServiceProviderConfig", spc, _spc_summary))
     if spc.status_code == 200:
         flt = f'userName eq "{lookup}"'
-        users = client.get(f"{base}/Users", query_string={"filter": flt}, headers=headers, environ_base=environ)
+        users = client.get(f"{base}/Users", query_string={"filter": flt}, headers=headers, environ_base=environ,
+                           base_url=request.host_url)
         steps.append(_step("GET", f"{base}/Users?filter={flt}", users, _list_summary))
     return steps
 
