@@ -30,6 +30,7 @@ _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
 class ProxyState:
     upstream: str
     throttle_every: int = 0  # answer 429 to every n-th admin call (0: never)
+    throttle_status: int = 429  # or 503 (Keycloak overloaded or restarting behind a load balancer)
     retry_after: float = 1.0
     delay: float = 0.0  # seconds every admin call waits before it is forwarded
     counts: Counter[str] = field(default_factory=Counter)
@@ -83,7 +84,7 @@ def make_proxy(state: ProxyState) -> ThreadingHTTPServer:
             if admin and state.delay:
                 time.sleep(state.delay)
             if throttle:
-                self.send_response(429)
+                self.send_response(state.throttle_status)
                 self.send_header("Retry-After", f"{state.retry_after:g}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -518,6 +518,11 @@ class KeycloakDev:
             f"starting Keycloak {self.version} on {self.base_url} (management {self.management_url}, "
             f"java {java_home or shutil.which('java')}, log {self.log_path})"
         )
+        self._launch_args = (cmd, env)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        cmd, env = self._launch_args
         self._t0 = time.monotonic()
         self._proc = subprocess.Popen(
             cmd,
@@ -530,6 +535,20 @@ class KeycloakDev:
             preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         atexit.register(self.stop)
+
+    def kill(self) -> None:
+        """SIGKILL the server as a crash would, keeping its home and data for :meth:`restart`."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(10)
+
+    def restart(self) -> None:
+        """Start a killed server again on the same ports and data (realms already there are not re-imported)."""
+        if self.running:
+            raise RuntimeError("Keycloak is still running")
+        self._spawn()
+        self._wait_ready()
 
     def _build_args(self) -> list[str]:
         """Options that may change the build (they key the cached dev build)."""
