@@ -95,7 +95,7 @@ class Orgscim:
         wlog = open(self.dir / "worker.log", "wb")  # noqa: SIM115
         self.procs.append(subprocess.Popen([exe, "worker"], env=self.env, stdout=wlog, stderr=subprocess.STDOUT,
                                            start_new_session=True))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
@@ -103,7 +103,7 @@ class Orgscim:
             except requests.ConnectionError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"orgscim serve did not start; see {self.dir / 'serve.log'}")
+        raise RuntimeError(f"orgscim serve did not start:\n{(self.dir / 'serve.log').read_text()[-3000:]}")
 
     def cli(self, *args: str) -> tuple[int, Any]:
         exe = str(Path(sys.executable).parent / "orgscim")
@@ -366,6 +366,7 @@ def bench_throttled(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int,
     added = proxy.statuses.get("POST /admin/realms/orgscim-test/organizations/{id}/members 201", 0) + \
         proxy.statuses.get("POST /admin/realms/orgscim-test/organizations/{id}/members 204", 0)
     out["throttled"] = {"users": n, "answered_429": proxy.throttled, "repeated_before_retry_after": proxy.early,
+                        "early_calls": proxy.early_calls[:10],
                         "users_created": created, "members_added": added, "seconds": round(took, 1),
                         "problems": len(problems)}
     if created != n:

@@ -36,7 +36,7 @@ class ProxyState:
     counts: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     refused_at: dict[str, float] = field(default_factory=dict)  # call key -> when it got its 429
-    early: int = 0  # calls repeated before their Retry-After
+    early: int = 0  # writes repeated before their Retry-After
     early_calls: list[str] = field(default_factory=list)
     throttled: int = 0
     seen: int = 0
@@ -79,7 +79,9 @@ def make_proxy(state: ProxyState) -> ThreadingHTTPServer:
                 throttle = admin and state.throttle_every and state.seen % state.throttle_every == 0
                 if throttle:
                     state.throttled += 1
-                    if not path.endswith("/users/profile"):  # the same call from every process: not a repeat
+                    # Only writes are followed: their bodies and paths name one user, so the same call again is a
+                    # repeat. The same GET (the user profile, an organization) may come from another process.
+                    if self.command != "GET":
                         state.refused_at[call] = now
             if admin and state.delay:
                 time.sleep(state.delay)
