@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from typing import Any
 
 import requests
 
-from orgscim.devserver.live import LiveOrg, LiveServer
+from orgscim.devserver.live import LiveOrg, LiveServer, slow_clients
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -278,37 +277,16 @@ def hostile_scenario(root: Path, mutations: int) -> Row:
 def slow_clients_scenario(root: Path, connections: int) -> Row:
     server, (org,) = fresh(root, "slow-clients")
     row = Row("slow-clients")
-    slow: list[socket.socket] = []
-    stop = threading.Event()
     try:
-        for i in range(connections):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " if i % 2 else
-                      b"POST /Users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9000\r\n\r\n{")
-            slow.append(s)
-
-        def trickle() -> None:
-            while not stop.wait(1.0):
-                for s in slow:
-                    try:
-                        s.send(b"a")
-                    except OSError:
-                        pass
-
-        threading.Thread(target=trickle, daemon=True).start()
-        with Load(org, "slow", threads=2) as load:
+        with slow_clients(server.port, connections, every=1.0), Load(org, "slow", threads=2) as load:
             time.sleep(4)
-        served = load.sent
         settle(row, server, org, load)
-        if served < 15 or len(load.acked) < 15:
+        if len(load.acked) < 15:
             row.note = f"FAIL: only {len(load.acked)} normal requests served"
         else:
             row.note = f"{connections} slow connections open"
         return row
     finally:
-        stop.set()
-        for s in slow:
-            s.close()
         server.stop()
 
 

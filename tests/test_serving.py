@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import sqlite3
 import threading
 import time
@@ -22,7 +21,7 @@ import pytest
 from conftest import DB_NAME
 
 from orgscim.asgi import BufferedWsgi
-from orgscim.devserver.live import LiveServer, open_files
+from orgscim.devserver.live import LiveServer, open_files, slow_clients
 from orgscim.store.db import Database, SchemaError
 
 
@@ -77,37 +76,13 @@ def test_access_log_has_no_user_names_or_filter_values(live: Any) -> None:
 def test_slow_clients_do_not_starve_normal_requests(live: Any) -> None:
     """200 connections sending their headers (or body) a byte at a time; normal requests are still served."""
     server, org = live
-    slow: list[socket.socket] = []
-    stop = threading.Event()
-    try:
-        for i in range(200):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            if i % 2:
-                s.sendall(f"POST {org.base_url}/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n"
-                          "Content-Type: application/scim+json\r\n\r\n{".encode())
-            else:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            slow.append(s)
-
-        def trickle() -> None:
-            while not stop.wait(0.5):
-                for s in slow:
-                    try:
-                        s.send(b"a")
-                    except OSError:
-                        pass
-
-        threading.Thread(target=trickle, daemon=True).start()
+    with slow_clients(server.port, 200):
         time.sleep(1)
         served = 0
         for _ in range(15):
             status, _ = call("GET", f"{org.base_url}/Users?count=1", org.headers, timeout=5)
             served += status == 200
-        assert served == 15
-    finally:
-        stop.set()
-        for s in slow:
-            s.close()
+    assert served == 15
 
 
 def _asgi_get(bridge: BufferedWsgi, path: str, body: bytes = b"", headers: list | None = None) -> tuple[int, bytes]:

@@ -12,10 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,3 +192,32 @@ def open_files(pid: int) -> list[str]:
     except OSError:
         pass
     return paths
+
+
+@contextmanager
+def slow_clients(port: int, count: int, every: float = 0.5) -> Iterator[list[socket.socket]]:
+    """``count`` connections to ``127.0.0.1:port`` that never finish their request: half send headers a byte
+    every ``every`` seconds, half announce a 9,000-byte body and send it a byte at a time (slowloris)."""
+    slow: list[socket.socket] = []
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(every):
+            for s in slow:
+                try:
+                    s.send(b"a")
+                except OSError:
+                    pass
+
+    try:
+        for i in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " if i % 2 else
+                      b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9000\r\n\r\n{")
+            slow.append(s)
+        threading.Thread(target=trickle, daemon=True).start()
+        yield slow
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
