@@ -378,10 +378,12 @@ def bench_throttled(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int,
 
 def bench_many_orgs(admin: KeycloakAdmin, o: Orgscim, orgs: int, per_org: int, threads: int,
                     raw_rate: float, out: dict[str, Any]) -> list[str]:
-    created = []
-    for i in range(orgs):
+    def make(i: int) -> tuple[str, str, str]:
         org_id, name = new_org(admin, f"many{i:04d}")
-        created.append((org_id, name, o.configure(org_id)))
+        return org_id, name, o.configure(org_id)
+
+    with ThreadPoolExecutor(threads) as pool:
+        created = list(pool.map(make, range(orgs)))
     expected: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
     jobs = [(org, j) for j in range(per_org) for org in created]  # interleaved, as many IdPs would send
