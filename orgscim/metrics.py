@@ -181,9 +181,23 @@ def prepare_multiprocess_dir(parent: str | None = None) -> str:
     earlier run is never reused: its counters would be added to this run's.
     """
     parent = parent or multiprocess_dir()  # an operator's PROMETHEUS_MULTIPROC_DIR holds one folder per run
-    path = tempfile.mkdtemp(prefix="orgscim-metrics-", dir=parent)
+    _remove_stale(parent or tempfile.gettempdir())
+    path = tempfile.mkdtemp(prefix=f"orgscim-metrics-{os.getpid()}-", dir=parent)
     os.environ[ENV] = path
     return path
+
+
+def _remove_stale(parent: str) -> None:
+    """Remove the folders of earlier runs whose master is gone (killed before its ``on_exit`` ran)."""
+    for entry in os.scandir(parent):
+        parts = entry.name.split("-")
+        if entry.name.startswith("orgscim-metrics-") and len(parts) >= 4 and parts[2].isdigit():
+            try:
+                os.kill(int(parts[2]), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except PermissionError:
+                pass  # alive, someone else's
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -3,6 +3,8 @@ that move under traffic, bounded label cardinality with 2,000 orgs, and no table
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from conftest import ORG_A, REALM, base_path
@@ -114,3 +116,21 @@ def test_label_cardinality_stays_bounded_with_2000_orgs(client, services) -> Non
     assert set(many) == one, sorted(set(many) - one)[:5]
     assert len(set(many) - start) < 300  # what the requests above added: a bounded set of routes and statuses
     assert not any("card-" in v for _, labels in many for _, v in labels)
+
+
+def test_gunicorn_hooks_make_a_fresh_directory_per_run_and_clean_up(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from orgscim import metrics
+
+    monkeypatch.delenv(metrics.ENV, raising=False)
+    stale = tmp_path / "orgscim-metrics-999999-old"  # a master killed before on_exit (no such pid)
+    stale.mkdir()
+    path = Path(metrics.prepare_multiprocess_dir(str(tmp_path)))
+    assert os.environ[metrics.ENV] == str(path) and path.parent == tmp_path and not stale.exists()
+    (path / "gauge_livesum_4242.db").write_bytes(b"")
+    (path / "counter_4242.db").write_bytes(b"")
+    metrics.child_exit(None, SimpleNamespace(pid=4242))
+    assert sorted(p.name for p in path.iterdir()) == ["counter_4242.db"]  # counters of the dead stay counted
+    metrics.remove_multiprocess_dir()
+    assert not path.exists()
