@@ -424,7 +424,7 @@ def main() -> int:
     ap.add_argument("--json")
     a = ap.parse_args()
 
-    kc = KeycloakDev(ensure_distribution()).start()
+    kc = KeycloakDev(ensure_distribution(), startup_timeout=600).start()  # a busy host starts it slowly
     out: dict[str, Any] = {}
     problems: list[str] = []
     direct = proxied = None
