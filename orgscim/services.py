@@ -27,6 +27,7 @@ from .store.sync import SyncStore
 log = logging.getLogger("orgscim")
 
 INLINE_HOLD_MARGIN = 5.0  # seconds past the delivery budget before the worker may take a request's entries
+REQUEST_THREADS = 16  # `orgscim serve --threads` default: requests that may deliver inline at once per process
 
 
 class ConfigError(ValueError):
@@ -78,8 +79,8 @@ class Services:
                 self._admins[realm] = KeycloakAdmin(
                     self.config["KEYCLOAK_URL"], realm, self.config.get("KEYCLOAK_CLIENT_ID") or "orgscim",
                     self.keycloak_secret(), timeout=float(self.config.get("KEYCLOAK_TIMEOUT", 5)),
-                    # delivery threads + request threads of this process share the client's connections
-                    pool_size=self.delivery_workers + int(self.config.get("KEYCLOAK_POOL_EXTRA", 16)))
+                    # delivery threads + request threads (serve --threads) of this process share its connections
+                    pool_size=self.delivery_workers + REQUEST_THREADS)
                 metrics.instrument_session(self._admins[realm].session)  # Keycloak latency and errors
             return self._admins[realm]
 
