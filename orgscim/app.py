@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE": None,  # default: <instance>/orgscim.sqlite3
     "PUBLIC_BASE_URL": None,  # e.g. https://sso.example.com when behind a proxy; default: the request's
     "MAX_CONTENT_LENGTH": 1_048_576,  # bodies above 1 MiB get 413 (also the Bulk maxPayloadSize)
-    "AUTH_CACHE_SECONDS": 60,
+    "AUTH_CACHE_SECONDS": 86400,  # idle time after which a remembered verification is paid again (sliding)
     "TRUSTED_PROXIES": 0,  # reverse proxies in front that set X-Forwarded-For/-Proto/-Host (0: trust none)
 }
 
