@@ -13,6 +13,7 @@ from orgscim.provision.reconcile import SPREAD, Pacer, Reconciler
 from orgscim.services import Services
 from orgscim.store.db import Database
 from orgscim.store.reconcile import ReconcileSchedule
+from orgscim.store.resources import now
 from orgscim.worker import Worker
 
 REALM = "r"
@@ -103,3 +104,37 @@ def test_pacer_bounds_calls_per_second() -> None:
         pacer(None)
     elapsed = time.monotonic() - t0
     assert pacer.calls == 100 and 0.9 <= elapsed < 2.0
+
+
+def test_a_user_delivered_while_keycloak_is_paged_is_not_drift(tmp_path: Path) -> None:
+    """The member snapshot can predate a delivery that finishes before the comparison: that user is in flight,
+    not ``removed_from_org`` (the bench's 429 import left 16 such false records before)."""
+    services, kc, ids = setup(tmp_path, 1)
+    org = services.orgs.org(REALM, ids[0])
+    assert org is not None
+    created = services.scim(org, "http://localhost").create(
+        "User", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "late@example.com"})
+    rid = created.body["id"]
+    db = services.db
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO kc_links (org_pk, resource_type, resource_id, kc_id, origin, state, updated) "
+                     "VALUES (?, 'User', ?, 'kc-late', 'created', '{\"member\": true, \"enabled\": true}', ?)",
+                     (org.pk, rid, now()))
+        conn.execute("INSERT INTO outbox (org_pk, resource_type, resource_id, action, payload, created, "
+                     "next_attempt) VALUES (?, 'User', ?, 'user.upsert', '{}', ?, ?)", (org.pk, rid, now(), now()))
+
+    class DeliveredMeanwhile(FakeKeycloak):
+        def list_members(self, org_id: str, first: int, max: int, brief: bool = True) -> list[dict[str, Any]]:
+            with db.transaction() as conn:  # another process delivers the user right after this page was read
+                conn.execute("UPDATE outbox SET done = ? WHERE resource_id = ?", (now(), rid))
+            return []
+
+    summary = Reconciler(services, admin_for=lambda realm: DeliveredMeanwhile(ids)).run(REALM, ids[0])
+    assert [f for f in summary.findings if f["resourceId"] == rid] == []
+    class StillNotMember(FakeKeycloak):
+        def get_user(self, kc_id: str) -> dict[str, Any]:
+            return {"id": kc_id, "username": "late@example.com", "enabled": True}
+
+    # a later pass, with the user still not a member in Keycloak, reports it
+    later = Reconciler(services, admin_for=lambda realm: StillNotMember(ids)).run(REALM, ids[0])
+    assert "removed_from_org" in [f["kind"] for f in later.findings if f["resourceId"] == rid]

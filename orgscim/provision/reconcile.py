@@ -220,13 +220,13 @@ class Reconciler:
     def reconcile_org(self, org: Org, admin: KeycloakAdmin, summary: Summary) -> list[Finding]:
         summary.orgs += 1
         start = now()
-        findings = self.compare(org, admin, summary)
+        findings = self.compare(org, admin, summary, start)
         repair = self.mode == "repair" or (self.mode == "report" and setting(org.settings, "auto_repair") == "on")
         if repair and findings:
             summary.repaired += self.repair(org, findings)
             self.services.deliverer.deliver_org(org)
             start = now()
-            findings = self.compare(org, admin, Summary())
+            findings = self.compare(org, admin, Summary(), start)
         summary.findings += [f.public(org) for f in findings]
         if self.mode != "dry-run":
             for f in findings:
@@ -235,10 +235,11 @@ class Reconciler:
         self.progress("orgs", 1)
         return findings
 
-    def compare(self, org: Org, admin: KeycloakAdmin, summary: Summary) -> list[Finding]:
+    def compare(self, org: Org, admin: KeycloakAdmin, summary: Summary, since: str) -> list[Finding]:
+        """Snapshot the org in Keycloak (taken from ``since`` on) and compare it with SCIM state."""
         findings: list[Finding] = []
         pool = self.pool or ThreadPoolExecutor(2)
-        with ReconcileScratch(self.services.db, org.pk) as scratch:
+        with ReconcileScratch(self.services.db, org.pk, since) as scratch:
             plugin, fed_cfg = self.services.federation(org)
             if hasattr(plugin, "link_for") and fed_cfg and not fed_cfg.get("alias"):
                 idps = admin.list_organization_identity_providers(org.org_id)

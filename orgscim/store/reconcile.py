@@ -31,16 +31,19 @@ _SCRATCH = [
 ]
 
 
-# an undelivered outbox entry of the resource (partial index on pending entries)
+# An outbox entry of the resource that was not delivered before the snapshot began: still pending, or delivered
+# while Keycloak was being paged (the snapshot may predate it). Either way the outbox, not drift, speaks for it.
 _PENDING = ("EXISTS (SELECT 1 FROM main.outbox x WHERE x.org_pk = r.org_pk AND x.resource_id = r.id "
-            "AND x.done IS NULL)")
+            "AND (x.done IS NULL OR x.done >= :since))")
 
 
 class ReconcileScratch:
     """One reconcile pass over one org. Use as a context manager; the scratch file is removed on exit."""
 
-    def __init__(self, db: Database, org_pk: int) -> None:
+    def __init__(self, db: Database, org_pk: int, since: str) -> None:
+        """``since``: when the Keycloak snapshot began (``now()`` format); entries delivered after it are in flight."""
         self.org_pk = org_pk
+        self.since = since
         fd, self.path = tempfile.mkstemp(prefix="orgscim-reconcile-", suffix=".sqlite3")
         os.close(fd)
         self.conn = sqlite3.connect(db.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -87,8 +90,8 @@ class ReconcileScratch:
             "s.last, s.enabled, s.attrs, EXISTS (SELECT 1 FROM scratch.idp_linked i WHERE i.kc_id = l.kc_id) "
             "AS idp_linked, " + _PENDING + " AS pending FROM main.resources r "
             "LEFT JOIN main.kc_links l ON l.org_pk = r.org_pk AND l.resource_id = r.id "
-            "LEFT JOIN scratch.members s ON s.kc_id = l.kc_id WHERE r.org_pk = ? AND r.type = 'User' ORDER BY r.pk",
-            (self.org_pk,))
+            "LEFT JOIN scratch.members s ON s.kc_id = l.kc_id WHERE r.org_pk = :org AND r.type = 'User' ORDER BY r.pk",
+            {"org": self.org_pk, "since": self.since})
 
     def unlinked_members(self) -> Iterator[sqlite3.Row]:
         """Keycloak members of the org that no SCIM user of the org is linked to."""
@@ -101,8 +104,8 @@ class ReconcileScratch:
             "SELECT r.id, r.data, l.kc_id, l.origin, g.kc_id AS g_id, g.name, " + _PENDING + " AS pending "
             "FROM main.resources r "
             "LEFT JOIN main.kc_links l ON l.org_pk = r.org_pk AND l.resource_id = r.id "
-            "LEFT JOIN scratch.groups g ON g.kc_id = l.kc_id WHERE r.org_pk = ? AND r.type = 'Group' ORDER BY r.pk",
-            (self.org_pk,))
+            "LEFT JOIN scratch.groups g ON g.kc_id = l.kc_id WHERE r.org_pk = :org AND r.type = 'Group' ORDER BY r.pk",
+            {"org": self.org_pk, "since": self.since})
 
     def group_member_differences(self, group_id: str, group_kc_id: str) -> tuple[list[str], list[str]]:
         """(expected but missing, present but not expected and owned by orgscim) Keycloak user ids."""
