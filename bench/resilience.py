@@ -488,7 +488,7 @@ def run(quick: bool, only: list[str] | None = None, keycloak: bool = True) -> li
     scenarios: list[tuple[str, Callable[[], Row | list[Row]]]] = [
         ("worker-kill", lambda: kill_scenario(root, "worker-kill", seconds)),
         ("master-kill", lambda: kill_scenario(root, "master-kill", seconds)),
-        ("noisy-neighbour", lambda: noisy_scenario(root, max(seconds, 6.0))),
+        ("noisy-neighbour", lambda: noisy_scenario(root, max(seconds, 10.0))),
         ("hostile", lambda: hostile_scenario(root, 200 if quick else 2000)),
         ("slow-clients", lambda: slow_clients_scenario(root, 60 if quick else 200)),
         ("disk-full", lambda: disk_full_scenario(root)),
