@@ -18,7 +18,8 @@ Keycloak calls (and, in one phase, answers 429 with ``Retry-After`` to every thi
 * **429**: the proxy answers 429 (``Retry-After: 1``) to a third of the calls: every user lands exactly once,
   and no refused call is repeated before its ``Retry-After``;
 * **many orgs**: ``--orgs`` organizations (created in Keycloak by the bench) x ``--org-users`` users each,
-  SCIM POSTs spread over all orgs, against the raw rate.
+  SCIM POSTs spread over all orgs, against the raw rate; then one full ``orgscim reconcile`` of them, its time
+  against the default reconcile interval, and its peak RSS.
 
 Ratios are printed against the baseline measured in the same run. Exit 1 when a check fails.
 """
@@ -55,6 +56,7 @@ from orgscim.services import Services
 from orgscim.store.db import Database
 
 REALM = "orgscim-test"
+DEFAULT_RECONCILE_INTERVAL = 3600  # WORKER_RECONCILE_SECONDS: the worker must get through every org within it
 SECRET = "orgscim-dev-secret"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -405,8 +407,24 @@ def bench_many_orgs(admin: KeycloakAdmin, o: Orgscim, orgs: int, per_org: int, t
     took = time.monotonic() - t0
     problems = clean_after(o)
     rate = len(jobs) / took
+    # then one full reconcile of all of them (`orgscim reconcile`, as an operator runs it), against the interval
+    # in which the worker must get through every org; peak RSS of that one process (wait4 gives its rusage)
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "orgscim"), "reconcile", "--json"], env=o.env,
+                                stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        reconcile_s = time.monotonic() - t0
+        output.seek(0)
+        if proc.returncode != 0:
+            problems.append(f"reconcile of {orgs} orgs exited {proc.returncode}: {output.read()[-300:]!r}")
+    peak_kib = usage.ru_maxrss
     out["many_orgs"] = {"orgs": orgs, "users_per_org": per_org, "threads": threads, "seconds": round(took, 1),
-                        "users_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw_rate, 2)}
+                        "users_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw_rate, 2),
+                        "reconcile_s": round(reconcile_s, 1),
+                        "reconcile_share_of_interval": round(reconcile_s / DEFAULT_RECONCILE_INTERVAL, 3),
+                        "reconcile_peak_rss_mib": round(peak_kib / 1024, 1)}
     return problems
 
 
@@ -495,6 +513,8 @@ def report(out: dict[str, Any], problems: list[str]) -> None:
         m = out["many_orgs"]
         print(f"initial sync {m['orgs']} orgs x {m['users_per_org']} users: {m['seconds']}s, {m['users_per_s']} "
               f"users/s, ratio to the raw admin API {m['ratio_to_raw']}")
+        print(f"one full reconcile of them: {m['reconcile_s']}s = {m['reconcile_share_of_interval']} of the default "
+              f"{DEFAULT_RECONCILE_INTERVAL}s interval, peak RSS {m['reconcile_peak_rss_mib']} MiB")
     print(f"problems: {len(problems)}")
     for p in problems[:20]:
         print(f"  {p}")
