@@ -12,7 +12,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -195,18 +195,19 @@ def test_keys_that_do_not_fit_the_algorithm_are_401(client, services, idp, rsa_k
 
 
 # -- rejected ------------------------------------------------------------------------------------------------
-BAD_CLAIMS = {
-    "expired": dict(exp=int(time.time()) - 120),
-    "not-yet-valid": dict(nbf=int(time.time()) + 600),
-    "issued-in-the-future": dict(iat=int(time.time()) + 600),
-    "no-exp": dict(exp=None),
-    "exp-as-string": dict(exp=str(int(time.time()) + 600)),
-    "wrong-issuer": dict(iss="https://idp.example.test/tenant-2/v2.0"),
-    "issuer-prefix": dict(iss=ISSUER + "/"),
-    "wrong-audience": dict(aud="api://orgscim-globex"),
-    "no-audience": dict(aud=None),
-    "missing-required-claim": dict(tid=None),
-    "wrong-required-claim": dict(tid="99999999-2222-3333-4444-555555555555"),
+# built when the test runs: timestamps taken at import are stale when a long suite reaches these tests
+BAD_CLAIMS: dict[str, Callable[[], dict[str, Any]]] = {
+    "expired": lambda: dict(exp=int(time.time()) - 120),
+    "not-yet-valid": lambda: dict(nbf=int(time.time()) + 600),
+    "issued-in-the-future": lambda: dict(iat=int(time.time()) + 600),
+    "no-exp": lambda: dict(exp=None),
+    "exp-as-string": lambda: dict(exp=str(int(time.time()) + 600)),
+    "wrong-issuer": lambda: dict(iss="https://idp.example.test/tenant-2/v2.0"),
+    "issuer-prefix": lambda: dict(iss=ISSUER + "/"),
+    "wrong-audience": lambda: dict(aud="api://orgscim-globex"),
+    "no-audience": lambda: dict(aud=None),
+    "missing-required-claim": lambda: dict(tid=None),
+    "wrong-required-claim": lambda: dict(tid="99999999-2222-3333-4444-555555555555"),
 }
 
 
@@ -214,7 +215,7 @@ BAD_CLAIMS = {
 def test_bad_claims_are_401(client, jwt_org, rsa_key, caplog, case):
     caplog.set_level("INFO", "orgscim.audit")
     assert call(client, rsa_key.sign(claims())).status_code == 200  # the same token without the defect passes
-    assert_401(call(client, rsa_key.sign(claims(**BAD_CLAIMS[case]))))
+    assert_401(call(client, rsa_key.sign(claims(**BAD_CLAIMS[case]()))))
     assert any("auth failure" in m for m in audit_reasons(caplog))
 
 
