@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ import requests
 
 from orgscim.devserver.kcproxy import ProxyState, make_proxy
 from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution, free_port
+from orgscim.devserver.live import stop_sessions
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFILE_ATTRIBUTES
 from orgscim.services import Services
@@ -116,14 +116,7 @@ class Orgscim:
             return p.returncode, p.stdout[-500:]
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_sessions(self.procs)
         self.procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -158,6 +158,20 @@ class LiveServer:
         self.stop()
 
 
+def stop_sessions(procs: list[subprocess.Popen[Any]], grace: float = 20) -> None:
+    """Stop processes started with ``start_new_session=True`` (``orgscim serve`` and ``worker``): SIGTERM to
+    each process group, then SIGKILL to a group whose leader has not exited within ``grace`` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def _processes() -> list[tuple[int, int]]:
     """(pid, ppid) of every process, from /proc."""
     out = []

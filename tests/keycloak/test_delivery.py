@@ -5,7 +5,6 @@ Keycloak call. Each change must be applied exactly once (issue 8, issue 9 "per-p
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from scimkit import PATCH, okta_user, uniq
 
 from orgscim.devserver.kcproxy import ProxyState, make_proxy
 from orgscim.devserver.keycloak import free_port
+from orgscim.devserver.live import stop_sessions
 from orgscim.keycloak.client import KeycloakAdmin, NotFound
 from orgscim.provision.mapping import ATTR_ID
 from orgscim.services import Services
@@ -78,13 +78,7 @@ class Live:
         assert self.services.sync.outbox() == []
 
     def stop(self) -> None:
-        for p in self.procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_sessions(self.procs, grace=30)
         self.server.shutdown()
 
 
