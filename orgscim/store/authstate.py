@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class AuthStateStore:
         self._lock = threading.Lock()
         self._inserts = 0
 
-    def _conn(self):  # type: ignore[no-untyped-def]
+    def _conn(self) -> sqlite3.Connection:
         if not self._ready:
             with self._lock:
                 if not self._ready:
@@ -89,7 +90,7 @@ class AuthStateStore:
     def verified(self, digest: bytes) -> tuple[int, float] | None:
         """(credential pk, last use) recorded for a digest, or None."""
         r = self._conn().execute("SELECT cred_pk, used FROM verified WHERE digest = ?", (digest,)).fetchone()
-        return (r[0], r[1]) if r else None
+        return (int(r[0]), float(r[1])) if r else None
 
     def remember(self, digest: bytes, cred_pk: int, at: float, idle_seconds: float) -> None:
         """Record a successful Argon2id verification (or a later use: ``used`` slides)."""
@@ -114,7 +115,7 @@ class AuthStateStore:
     def bucket(self, key: str) -> tuple[float, float] | None:
         """(tokens, at) of a bucket, or None when it has none (a full bucket)."""
         r = self._conn().execute("SELECT tokens, at FROM throttle WHERE key = ?", (key,)).fetchone()
-        return (r[0], r[1]) if r else None
+        return (float(r[0]), float(r[1])) if r else None
 
     def take(self, key: str, burst: int, refill_seconds: float, at: float, max_keys: int) -> float:
         """Take one token atomically: 0.0 when taken, else the seconds until one is available."""
@@ -134,7 +135,7 @@ class AuthStateStore:
         return 0.0
 
     @staticmethod
-    def _prune(conn, burst: int, refill_seconds: float, at: float, max_keys: int) -> None:  # type: ignore[no-untyped-def]
+    def _prune(conn: sqlite3.Connection, burst: int, refill_seconds: float, at: float, max_keys: int) -> None:
         """Drop buckets that have refilled (nothing to remember), then the least recently used past ``max_keys``."""
         conn.execute("DELETE FROM throttle WHERE tokens + (? - at) / ? >= ?", (at, refill_seconds, burst))
         conn.execute("DELETE FROM throttle WHERE key IN (SELECT key FROM throttle ORDER BY at DESC LIMIT -1 "

@@ -1,4 +1,4 @@
-"""SQLite connection handling and versioned migrations (sqlite-utils ``Database`` wrapper).
+"""SQLite connection handling and versioned migrations: the SQLite backend's connection layer.
 
 Every connection runs in WAL mode with a busy timeout and foreign keys on. Writes go through
 :meth:`Database.transaction`, which takes the write lock up front (``BEGIN IMMEDIATE``) so two writers
@@ -13,16 +13,16 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
 
 from .migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+
+Params = Sequence[object] | Mapping[str, object]
+"""Statement parameters: positional (``?``) or named (``:name``)."""
 
 
 class SchemaError(RuntimeError):
@@ -53,11 +53,6 @@ class Database:
             self._local.conn = conn
         return conn
 
-    @property
-    def utils(self) -> sqlite_utils.Database:
-        """The sqlite-utils view of the same connection (introspection, CLI helpers)."""
-        return sqlite_utils.Database(self.conn)
-
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -76,14 +71,20 @@ class Database:
             raise
         conn.execute("COMMIT")
 
-    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
-        return self.conn.execute(sql, params).fetchone()
+    def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        return row
 
-    def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    def count(self, sql: str, params: Params = ()) -> int:
+        """The integer in the first column of the first row (``SELECT count(*) …``); 0 when there is none."""
+        row = self.one(sql, params)
+        return int(row[0] or 0) if row is not None else 0
+
+    def all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
     def schema_version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def upgrade(self, progress: Callable[[int], None] | None = None) -> list[int]:
         """Apply pending migrations, each in its own transaction. Returns the versions applied."""
@@ -137,7 +138,7 @@ class Database:
             dst.close()
 
 
-def _unicode_lower(value: object) -> object:
+def _unicode_lower(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
     return value.lower() if isinstance(value, str) else value
 
 

@@ -149,9 +149,9 @@ class ReconcileSchedule:
 
     def unconfigured(self, realm: str) -> int:
         """How many organizations Keycloak lists in the realm that have no SCIM config."""
-        return self.db.one("SELECT count(*) FROM kc_orgs k LEFT JOIN orgs o ON o.realm = k.realm AND "
-                           "o.org_id = k.org_id WHERE k.realm = ? AND o.pk IS NULL AND k.vanished IS NULL",
-                           (realm,))[0]
+        return self.db.count("SELECT count(*) FROM kc_orgs k LEFT JOIN orgs o ON o.realm = k.realm AND "
+                             "o.org_id = k.org_id WHERE k.realm = ? AND o.pk IS NULL AND k.vanished IS NULL",
+                             (realm,))
 
     def unseen(self, realm: str, since: str) -> list[int]:
         """Configured, not yet closed orgs that Keycloak has not listed since ``since``."""
@@ -171,7 +171,7 @@ class ReconcileSchedule:
 
     def total(self) -> int:
         """How many orgs take part in reconcile."""
-        return self.db.one("SELECT count(*) FROM orgs WHERE vanished IS NULL")[0]
+        return self.db.count("SELECT count(*) FROM orgs WHERE vanished IS NULL")
 
     def claim(self, key: str, holder: str, seconds: float) -> bool:
         """Take ``key`` (``org:<pk>``, ``discover:<realm>``) for ``seconds`` if it is due; False when another
