@@ -191,8 +191,8 @@ def seed(db_path: str, orgs: list[Org]) -> None:
 
 def explain(db_path: str, org: Org) -> dict[str, list[dict[str, Any]]]:
     """The exact statements ResourceStore runs for each lookup kind (trace callback) and their query plans."""
-    from orgscim.scim import filter as flt
-    from orgscim.scim.schemas import USER_TYPE
+    from orgscim.model import filter as flt
+    from orgscim.model.schemas import USER_TYPE
     from orgscim.store.db import Database
     from orgscim.store.resources import ResourceStore
 

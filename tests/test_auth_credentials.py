@@ -16,7 +16,7 @@ from argon2 import PasswordHasher, extract_parameters
 from conftest import ORG_A, ORG_B, REALM, base_path
 
 from orgscim.auth import HASHER
-from orgscim.store.sync import later
+from orgscim.model.clock import later
 
 BASIC_ORG = "org-basic"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import ERROR_URN, GROUP_URN, PATCH_URN, USER_URN
 
-from orgscim.scim import filter as flt
+from orgscim.model import filter as flt
 from orgscim.scim import service as scim_service
 
 BULK_REQ = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"

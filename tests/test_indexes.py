@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orgscim.scim import filter as flt
-from orgscim.scim.schemas import GROUP_TYPE, USER_TYPE
+from orgscim.model import filter as flt
+from orgscim.model.schemas import GROUP_TYPE, USER_TYPE
 from orgscim.store.db import Database
 from orgscim.store.resources import ResourceStore
 from orgscim.store.sqlfilter import Compiler

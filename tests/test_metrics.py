@@ -10,7 +10,7 @@ from typing import Any
 from conftest import ORG_A, REALM, base_path
 from prometheus_client.parser import text_string_to_metric_families
 
-from orgscim.store.resources import now
+from orgscim.model.clock import now
 
 FORGED = 'https://idp.example/"} 1\norgscim_outbox_pending{realm="forged",org="x"} 999\n# '
 

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orgscim.model.clock import now
 from orgscim.provision.reconcile import SPREAD, Pacer, Reconciler
 from orgscim.services import Services
 from orgscim.store.db import Database
 from orgscim.store.reconcile import ReconcileSchedule
-from orgscim.store.resources import now
 from orgscim.worker import Worker
 
 REALM = "r"

@@ -36,8 +36,9 @@ from orgscim.keycloak.client import (
     RateLimited,
     Unauthorized,
 )
+from orgscim.model.clock import now
 from orgscim.store.orgs import Org, OrgStore
-from orgscim.store.resources import ResourceStore, now
+from orgscim.store.resources import ResourceStore
 from orgscim.store.sync import Link, OutboxItem, SyncStore
 
 from .mapping import ATTR_EXTERNAL_ID, ATTR_ID, PROFILE_ATTRIBUTES, active, setting, user_rep

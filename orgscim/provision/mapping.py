@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orgscim.scim.schemas import ENTERPRISE
+from orgscim.model.schemas import ENTERPRISE
 
 # Admin-only user-profile attributes orgscim declares (Keycloak 26 drops undeclared attributes).
 ATTR_ID = "orgscim_id"

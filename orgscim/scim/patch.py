@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import filter as flt
+from orgscim.model import filter as flt
+from orgscim.model.schemas import GROUP_TYPE, Attr, ResourceType, Schema
+
 from .errors import invalid_path, invalid_syntax, invalid_value, mutability, no_target
-from .schemas import GROUP_TYPE, Attr, ResourceType, Schema
 from .values import coerce, coerce_one, empty
 
 READ_ONLY_COMMON = ("id", "meta", "schemas")

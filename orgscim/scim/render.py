@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .schemas import RESOURCE_TYPES, ResourceType, Schema
+from orgscim.model.schemas import RESOURCE_TYPES, ResourceType, Schema
 
 
 def resource_json(rtype: ResourceType, rid: str, data: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:

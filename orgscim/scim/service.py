@@ -2,7 +2,7 @@
 
 RFC 7644 §3.3 (create), §3.4 (retrieve, filter, sort, page, search), §3.5 (PUT, PATCH), §3.6 (DELETE),
 §3.7 (Bulk), §3.14 (versions), §4 (discovery). Input follows conformance/QUIRKS.md; output follows
-exactly the schemas published by :mod:`orgscim.scim.schemas`.
+exactly the schemas published by :mod:`orgscim.model.schemas`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orgscim.model import filter as flt
+from orgscim.model.schemas import (
+    BULK_RESPONSE,
+    GROUP_TYPE,
+    LIST_RESPONSE,
+    RESOURCE_TYPES,
+    SCHEMAS,
+    SPC_URN,
+    USER_TYPE,
+    ResourceType,
+)
 from orgscim.store.resources import Conflict, MemberChange
 
-from . import filter as flt
 from .errors import (
     ScimError,
     invalid_filter,
@@ -28,7 +38,6 @@ from .errors import (
 )
 from .patch import MembersDelta, Patcher
 from .render import project, resource_json
-from .schemas import BULK_RESPONSE, GROUP_TYPE, LIST_RESPONSE, RESOURCE_TYPES, SCHEMAS, SPC_URN, USER_TYPE, ResourceType
 
 log = logging.getLogger("orgscim.scim")
 

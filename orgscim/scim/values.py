@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from orgscim.model.schemas import Attr
+
 from .errors import invalid_value
-from .schemas import Attr
 
 _UNSET = None
 

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orgscim.model.clock import now
+
 from .db import Database
-from .resources import now
 
 
 @dataclass

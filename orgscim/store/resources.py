@@ -15,18 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orgscim.scim.filter import AttrRef, Node
+from orgscim.model.clock import TIME_FORMAT, now
+from orgscim.model.filter import AttrRef, Node
 
 from .db import Database
-from .sqlfilter import TIME_FORMAT, Compiler
+from .sqlfilter import Compiler
 
 
 class Conflict(Exception):
     """A uniqueness constraint of the org would be violated."""
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Compile a resolved SCIM filter (``orgscim.scim.filter``) into SQL over the ``resources`` table.
+"""Compile a resolved SCIM filter (``orgscim.model.filter``) into SQL over the ``resources`` table.
 
 Case-insensitive attributes compare lower-cased: ``lower()``, or for non-ASCII values ``unicode_lower()`` (Python's
 ``str.lower``, registered by :mod:`.db`: the folding used for stored keys). ``userName``/group ``displayName``, ``id``,
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orgscim.model.clock import TIME_FORMAT
+from orgscim.model.filter import And, AttrRef, Compare, Node, Not, Or, Present, ValuePath
+from orgscim.model.schemas import GROUP, USER, Attr
 from orgscim.scim.errors import invalid_filter
-from orgscim.scim.filter import And, AttrRef, Compare, Node, Not, Or, Present, ValuePath
-from orgscim.scim.schemas import GROUP, USER, Attr
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _PLUS_AS_SPACE = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d(?::?\d\d)?)")
 
 

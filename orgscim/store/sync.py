@@ -9,12 +9,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orgscim.model.clock import epoch as _epoch
+from orgscim.model.clock import later, now
+
 from .db import Database
-from .resources import now
-from .sqlfilter import TIME_FORMAT
 
 
 @dataclass
@@ -51,18 +51,6 @@ class Link:
     kc_id: str
     origin: str  # "created" (orgscim made it) or "adopted" (existed before)
     state: dict[str, Any]
-
-
-def _epoch(stamp: str) -> float | None:
-    """Seconds since the epoch of a stored timestamp (``TIME_FORMAT``, UTC), None if it is not one."""
-    try:
-        return datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
-def later(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime(TIME_FORMAT)
 
 
 class SyncStore:

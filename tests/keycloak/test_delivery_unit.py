@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from orgscim.keycloak.client import RateLimited
+from orgscim.model.clock import later
 from orgscim.provision.deliver import Deliverer
 from orgscim.provision.scheduler import Scheduler, Stats, holder
 from orgscim.services import Services
 from orgscim.store.db import Database
 from orgscim.store.resources import OutboxEntry, ResourceStore
-from orgscim.store.sync import later
 
 REALM = "r-delivery"
 

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import invalid_filter
+from orgscim.scim.errors import invalid_filter  # moves to orgscim.model.errors next
+
 from .schemas import COMMON, META_SUBS, Attr, ResourceType
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})

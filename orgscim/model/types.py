@@ -1,0 +1,14 @@
+"""Aliases for data that really is untyped JSON (SCIM and Keycloak bodies, RFC 8259)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+JSON: TypeAlias = dict[str, Any]
+"""A JSON object: a SCIM resource, request or response body (RFC 7643 §2)."""
+
+JSONList: TypeAlias = list[Any]
+"""A JSON array."""
+
+JSONValue: TypeAlias = Any
+"""Any JSON value (object, array, string, number, boolean or null)."""
