@@ -12,20 +12,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from orgscim.model.clock import TIME_FORMAT
+from orgscim.model.errors import InvalidFilter
 from orgscim.model.filter import And, AttrRef, Compare, Node, Not, Or, Present, ValuePath
 from orgscim.model.schemas import GROUP, USER, Attr
-from orgscim.scim.errors import invalid_filter
 
 _PLUS_AS_SPACE = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d(?::?\d\d)?)")
 
 
-def parse_time(value: Any) -> str:
+def parse_time(value: object) -> str:
     """Normalise a filter's dateTime (any offset, Entra's odd zones included) to our stored UTC form."""
     if not isinstance(value, str):
-        raise invalid_filter("dateTime comparisons need a string value")
+        raise InvalidFilter("dateTime comparisons need a string value")
     text = value.strip()
     m = _PLUS_AS_SPACE.fullmatch(text)
     if m:  # an unencoded "+05:30" arrives as " 05:30" after form decoding (QUIRKS #12)
@@ -36,7 +35,7 @@ def parse_time(value: Any) -> str:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError as e:
-        raise invalid_filter(f"{value!r} is not an xsd:dateTime") from e
+        raise InvalidFilter(f"{value!r} is not an xsd:dateTime") from e
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).strftime(TIME_FORMAT)
@@ -48,7 +47,6 @@ class Expr:
 
     sql: str
     kind: str  # string | boolean | dateTime | lc (already lower-cased) | exact
-    params: tuple = ()
 
 
 def _json_path(*names: str) -> str:
@@ -66,8 +64,9 @@ class Compiler:
     def __init__(self, rtype: str, org_pk: int | None = None) -> None:
         self.rtype = rtype
         self.org_pk = org_pk
-        self.params: list[Any] = []
-        self.in_element = False
+        self.params: list[object] = []
+        # inside ``attr[...]``: how a sub-attribute of the element reads (see ``_element_exists``)
+        self.element: Callable[[Attr], Expr] | None = None
         self.by_pk = False
 
     @property
@@ -90,11 +89,11 @@ class Compiler:
         if isinstance(node, ValuePath):
             return self.value_path(node.path, node.expr)
         ref = node.path
-        if ref.attr is not None and ref.attr.multi and not self.in_element:
+        if ref.attr is not None and ref.attr.multi and self.element is None:
             if isinstance(node, Present) and ref.sub_name is None:
                 return self.multi_present(ref)
             # "emails.value eq x" == "emails[value eq x]"
-            inner_ref = AttrRef(None, ref.sub.name, None, ref.attr, ref.sub)
+            inner_ref = AttrRef(None, _resolved(ref.sub).name, None, ref.attr, ref.sub)
             inner = Compare(inner_ref, node.op, node.value) if isinstance(node, Compare) else Present(inner_ref)
             return self.value_path(AttrRef(ref.urn, ref.name, None, ref.attr, None, ref.schema), inner)
         expr = self.scalar(ref)
@@ -102,6 +101,8 @@ class Compiler:
 
     # -- leaves ---------------------------------------------------------------------------------
     def scalar(self, ref: AttrRef) -> Expr:
+        if self.element is not None:
+            return self.element(_resolved(ref.sub))
         if ref.common:
             if ref.name == "id":
                 return Expr("r.id", "exact")
@@ -113,11 +114,12 @@ class Compiler:
                 "resourceType": Expr("r.type", "exact"),
                 "version": Expr("('W/\"' || r.version || '\"')", "exact"),
                 "location": Expr("NULL", "exact"),
-            }[ref.sub_name]
+            }[ref.sub_name or ""]
         if (self.rtype, ref.name) in (("User", "userName"), ("Group", "displayName")):
             return Expr("r.name_lc", "lc")
-        names = _ext_prefix(ref) + [ref.attr.name] + ([ref.sub.name] if ref.sub else [])
-        defn = ref.sub or ref.attr
+        attr = _resolved(ref.attr)
+        names = _ext_prefix(ref) + [attr.name] + ([ref.sub.name] if ref.sub else [])
+        defn = ref.sub or attr
         return Expr(f"json_extract(r.data, '{_json_path(*names)}')", _kind(defn))
 
     def leaf(self, node: Compare | Present, expr: Expr) -> str:
@@ -131,7 +133,7 @@ class Compiler:
                 return f"({expr.sql} IS NULL)"
             if op == "ne":
                 return f"({expr.sql} IS NOT NULL)"
-            raise invalid_filter(f"{op} null is not a comparison")
+            raise InvalidFilter(f"{op} null is not a comparison")
         sql, val = self.operand(expr, value)
         if op in ("co", "sw", "ew"):
             if val == "":
@@ -149,10 +151,10 @@ class Compiler:
             return f"({sql} {sym} ?)"
         return f"({sql} IS NULL OR {sql} <> ?)"  # ne
 
-    def operand(self, expr: Expr, value: Any) -> tuple[str, Any]:
+    def operand(self, expr: Expr, value: object) -> tuple[str, object]:
         if expr.kind == "boolean":
             if not isinstance(value, bool):
-                raise invalid_filter("boolean attributes compare with true or false")
+                raise InvalidFilter("boolean attributes compare with true or false")
             return expr.sql, int(value)
         if expr.kind == "dateTime":
             return expr.sql, parse_time(value)
@@ -169,14 +171,15 @@ class Compiler:
 
     # -- multi-valued ---------------------------------------------------------------------------
     def multi_present(self, ref: AttrRef) -> str:
-        if ref.attr.name == "members":
+        name = _resolved(ref.attr).name
+        if name == "members":
             return "EXISTS (SELECT 1 FROM members m WHERE m.group_pk = r.pk)"
-        if ref.attr.name == "groups":
+        if name == "groups":
             return "EXISTS (SELECT 1 FROM members m WHERE m.member_pk = r.pk)"
-        return f"(json_array_length(r.data, '{_json_path(ref.attr.name)}') > 0)"
+        return f"(json_array_length(r.data, '{_json_path(name)}') > 0)"
 
     def value_path(self, ref: AttrRef, inner: Node) -> str:
-        name = ref.attr.name
+        name = _resolved(ref.attr).name
         if name == "members":
             return self._element_exists(
                 "SELECT 1 FROM members m JOIN resources e ON e.pk = m.member_pk WHERE m.group_pk = r.pk",
@@ -207,14 +210,11 @@ class Compiler:
         return sql
 
     def _element_exists(self, base: str, inner: Node, column: Callable[[Attr], Expr]) -> str:
-        saved = self.scalar
-        self.scalar = lambda ref: column(ref.sub)  # type: ignore[method-assign]
-        self.in_element = True
+        outer, self.element = self.element, column
         try:
             cond = self.compile(inner)
         finally:
-            self.scalar = saved  # type: ignore[method-assign]
-            self.in_element = False
+            self.element = outer
         return f"EXISTS ({base} AND {cond})"
 
     # -- sorting --------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class Compiler:
         """ORDER BY expression; multi-valued attributes sort by their primary (else first) value."""
         if ref.attr is not None and ref.attr.multi:
             if ref.attr.name in ("members", "groups"):
-                raise invalid_filter(f"cannot sort by {ref.attr.name}")
+                raise InvalidFilter(f"cannot sort by {ref.attr.name}")
             sub = ref.sub.name if ref.sub else "value"
             return (f"(SELECT lower(json_extract(j.value, '{_json_path(sub)}')) FROM json_each(r.data, "
                     f"'{_json_path(ref.attr.name)}') j ORDER BY json_extract(j.value, '$.primary') DESC "
@@ -239,10 +239,17 @@ def _chain(node: And | Or) -> list[Node]:
     while stack:
         n = stack.pop()
         if type(n) is type(node):
-            stack += [n.right, n.left]  # type: ignore[union-attr]
+            stack += [n.right, n.left]
         else:
             out.append(n)
     return out
+
+
+def _resolved(attr: Attr | None) -> Attr:
+    """The definition :func:`orgscim.model.filter.resolve` put on a reference (the compiler gets resolved trees)."""
+    if attr is None:
+        raise TypeError("the filter was not resolved against a resource type")
+    return attr
 
 
 def _ext_prefix(ref: AttrRef) -> list[str]:
