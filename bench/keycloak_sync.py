@@ -47,13 +47,15 @@ from typing import Any
 
 import requests
 
-from orgscim.devserver.kcproxy import ProxyState, make_proxy
-from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution, free_port
-from orgscim.devserver.live import stop_sessions
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
+
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFILE_ATTRIBUTES
 from orgscim.services import Services
 from orgscim.store.db import Database
+from orgscim_dev.kcproxy import ProxyState, make_proxy
+from orgscim_dev.keycloak import KeycloakDev, ensure_distribution, free_port
+from orgscim_dev.live import stop_sessions
 
 REALM = "orgscim-test"
 DEFAULT_RECONCILE_INTERVAL = 3600  # WORKER_RECONCILE_SECONDS: the worker must get through every org within it

@@ -5,7 +5,7 @@
                                               [--rounds 3] [--keycloak-state F] [--json out.json]
 
 Starts a dedicated real Keycloak (or reuses one: --keycloak-state, the file written by
-``python -m orgscim.devserver.keycloak start --state-file F``) and seeds the state SCIM writes leave behind:
+``python -m orgscim_dev.keycloak start --state-file F``) and seeds the state SCIM writes leave behind:
 Keycloak users with orgscim's attributes created through the admin API, made org members (and, for the large
 org, linked to the org's identity provider), with SCIM rows and links written through orgscim's own stores.
 Then, in one run and with one Keycloak client whose calls are counted:
@@ -42,7 +42,8 @@ from typing import Any
 
 import requests
 
-from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
+
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError
 from orgscim.provision.mapping import PROFILE_ATTRIBUTES, user_rep
 from orgscim.provision.reconcile import Pacer, Reconciler
@@ -51,6 +52,7 @@ from orgscim.store.db import Database
 from orgscim.store.reconcile import ReconcileSchedule
 from orgscim.store.resources import ResourceStore
 from orgscim.store.sync import Link
+from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
 
 REALM = "orgscim-test"
 SECRET = "orgscim-dev-secret"

@@ -39,7 +39,9 @@ from typing import Any
 
 import requests
 
-from orgscim.devserver.live import LiveOrg, LiveServer, slow_clients
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
+
+from orgscim_dev.live import LiveOrg, LiveServer, slow_clients
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -413,9 +415,9 @@ def disk_full_scenario(root: Path) -> Row:
 
 # -- Keycloak scenarios ---------------------------------------------------------------------------------------
 def keycloak_scenarios(root: Path, seconds: float) -> list[Row]:
-    from orgscim.devserver.kcproxy import ProxyState, make_proxy
-    from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution
     from orgscim.keycloak.client import KeycloakAdmin
+    from orgscim_dev.kcproxy import ProxyState, make_proxy
+    from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
 
     kc = KeycloakDev(ensure_distribution(), startup_timeout=900)  # a busy 2-core host takes minutes
     kc.start()

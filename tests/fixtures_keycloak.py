@@ -1,11 +1,11 @@
 """Fixtures for tests against a real Keycloak (started once per test session, only when a test asks for it).
 
 The server is the real ``keycloak-quarkus-dist`` fetched through Maven (``ensure_distribution``) and run
-in dev mode by ``KeycloakDev`` with ``orgscim/devserver/realm-orgscim.json`` imported. If it cannot be
+in dev mode by ``KeycloakDev`` with ``orgscim_dev/realm-orgscim.json`` imported. If it cannot be
 fetched or started, the ``keycloak`` fixture raises: tests that need it fail, they are never skipped.
 
 Set ``ORGSCIM_KEYCLOAK_STATE`` to the state file written by
-``python -m orgscim.devserver.keycloak start --state-file F`` to reuse an already running server
+``python -m orgscim_dev.keycloak start --state-file F`` to reuse an already running server
 (tests use unique names, so a reused realm is fine).
 
 Registered from the top-level ``conftest.py`` (``pytest_plugins``) so that ``tests/keycloak`` and the
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import requests
 
-from orgscim.devserver.keycloak import KeycloakDev, ensure_distribution
 from orgscim.keycloak.client import KeycloakAdmin, NotFound
+from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
 
 REALM = "orgscim-test"
 ORGSCIM_CLIENT = ("orgscim", "orgscim-dev-secret")

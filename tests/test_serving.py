@@ -1,6 +1,6 @@
 """``orgscim serve``: per-process state after the fork, slow clients, the access log, concurrency (issue 9).
 
-The live tests run the real console script (``orgscim.devserver.live.LiveServer``); the bridge tests drive
+The live tests run the real console script (``orgscim_dev.live.LiveServer``); the bridge tests drive
 ``orgscim.asgi.BufferedWsgi`` directly with ASGI messages.
 """
 
@@ -21,8 +21,8 @@ import pytest
 from conftest import DB_NAME
 
 from orgscim.asgi import BufferedWsgi
-from orgscim.devserver.live import LiveServer, open_files, slow_clients
 from orgscim.store.db import Database, SchemaError
+from orgscim_dev.live import LiveServer, open_files, slow_clients
 
 
 def call(method: str, url: str, headers: dict[str, str], body: Any = None, timeout: float = 10) -> tuple[int, Any]:

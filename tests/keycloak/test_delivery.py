@@ -18,13 +18,13 @@ import pytest
 import requests
 from scimkit import PATCH, okta_user, uniq
 
-from orgscim.devserver.kcproxy import ProxyState, make_proxy
-from orgscim.devserver.keycloak import free_port
-from orgscim.devserver.live import stop_sessions
 from orgscim.keycloak.client import KeycloakAdmin, NotFound
 from orgscim.provision.mapping import ATTR_ID
 from orgscim.services import Services
 from orgscim.store.db import Database
+from orgscim_dev.kcproxy import ProxyState, make_proxy
+from orgscim_dev.keycloak import free_port
+from orgscim_dev.live import stop_sessions
 
 pytestmark = pytest.mark.keycloak
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from orgscim.devserver import keycloak as kcdev
-from orgscim.devserver.keycloak import (
+from orgscim_dev import keycloak as kcdev
+from orgscim_dev.keycloak import (
     DEFAULT_REALM_FILE,
     KeycloakDev,
     ensure_distribution,
@@ -152,7 +152,8 @@ def test_running_server(keycloak: Any) -> None:
 def test_cli_start_writes_state_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "kc.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orgscim.devserver.keycloak", "start", "--state-file", str(state)],
+        [sys.executable, "-m", "orgscim_dev.keycloak", "start", "--state-file", str(state)],
+        cwd=Path(kcdev.__file__).parents[1],  # the repository root: orgscim_dev is not installed
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,8 +14,8 @@ distribution.
 
 CLI::
 
-    python -m orgscim.devserver.keycloak fetch
-    python -m orgscim.devserver.keycloak start --state-file /tmp/kc.json   # runs until SIGTERM/Ctrl-C
+    python -m orgscim_dev.keycloak fetch
+    python -m orgscim_dev.keycloak start --state-file /tmp/kc.json   # runs until SIGTERM/Ctrl-C
 
 Only the standard library and ``requests`` are used.
 """
@@ -809,7 +809,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m orgscim.devserver.keycloak", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m orgscim_dev.keycloak", description=__doc__.split("\n")[0])
     p.add_argument("--version", default=DEFAULT_VERSION, help="Keycloak version (default %(default)s)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default $ORGSCIM_CACHE or ~/.cache/orgscim)")
     sub = p.add_subparsers(dest="cmd", required=True)
