@@ -37,8 +37,8 @@ from jose import jwk, jwt
 
 from orgscim.app import create_app
 from orgscim.auth import AuthContext, AuthRequest, Outcome, Principal
+from orgscim.model.contract import Org
 from orgscim.store.db import Database
-from orgscim.store.orgs import Org
 
 REALM = "bench"
 PATH = "/ServiceProviderConfig"

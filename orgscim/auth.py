@@ -31,9 +31,10 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from . import metrics
 from .jwks import JwksCache, UrlPolicy
+from .model.contract import Credential, Org
 from .store.authstate import AuthStateStore, auth_key, state_path
 from .store.jwks import JwksStore
-from .store.orgs import Credential, Org, OrgStore
+from .store.orgs import OrgStore
 from .store.resources import now as _now
 from .store.sync import later
 from .throttle import FailureThrottle, client_key

@@ -29,7 +29,8 @@ def _config() -> dict[str, Any]:
 
 
 def _database(config: dict[str, Any], upgrade_ok: bool = False) -> Any:
-    from .store.db import Database, SchemaError
+    from .model.contract import SchemaError
+    from .store.db import Database
 
     db = Database(config["DATABASE"])
     try:

@@ -15,12 +15,13 @@ from . import metrics, plugins
 from .auth import AuthContext
 from .jwks import JwksError
 from .keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
+from .model.contract import Org
 from .provision.deliver import Deliverer, Stats
 from .provision.mapping import ORG_SETTINGS, PROFILE_ATTRIBUTES
 from .provision.provisioner import KeycloakProvisioner
 from .scim.service import ScimService
 from .store.db import Database
-from .store.orgs import Org, OrgStore
+from .store.orgs import OrgStore
 from .store.resources import ResourceStore
 from .store.sync import SyncStore
 

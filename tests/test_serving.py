@@ -21,7 +21,8 @@ import pytest
 from conftest import DB_NAME
 
 from orgscim.asgi import BufferedWsgi
-from orgscim.store.db import Database, SchemaError
+from orgscim.model.contract import SchemaError
+from orgscim.store.db import Database
 from orgscim_dev.live import LiveServer, open_files, slow_clients
 
 

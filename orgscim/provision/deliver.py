@@ -37,7 +37,8 @@ from orgscim.keycloak.client import (
     Unauthorized,
 )
 from orgscim.model.clock import now
-from orgscim.store.orgs import Org, OrgStore
+from orgscim.model.contract import Org
+from orgscim.store.orgs import OrgStore
 from orgscim.store.resources import ResourceStore
 from orgscim.store.sync import Link, OutboxItem, SyncStore
 

@@ -15,8 +15,8 @@ import logging
 from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError
+from orgscim.model.contract import Org
 from orgscim.scim.errors import ScimError, invalid_value
-from orgscim.store.orgs import Org
 
 from .mapping import kc_username, primary_email, setting
 

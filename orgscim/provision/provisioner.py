@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
+from orgscim.model.contract import Org, OutboxEntry
 from orgscim.scim.errors import uniqueness
-from orgscim.store.orgs import Org
-from orgscim.store.resources import OutboxEntry
 from orgscim.store.sync import SyncStore
 
 from .domains import check_domains

@@ -31,9 +31,9 @@ from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable, NotFound
 from orgscim.model.clock import now
-from orgscim.store.orgs import Org
+from orgscim.model.contract import Org, OutboxEntry
 from orgscim.store.reconcile import ReconcileSchedule, ReconcileScratch
-from orgscim.store.resources import OutboxEntry, ResourceStore
+from orgscim.store.resources import ResourceStore
 from orgscim.store.sync import Link
 
 from .mapping import ATTR_EXTERNAL_ID, ATTR_ID, active, setting, user_rep

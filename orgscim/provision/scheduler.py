@@ -27,7 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from orgscim.store.orgs import Org, OrgStore
+from orgscim.model.contract import Org
+from orgscim.store.orgs import OrgStore
 from orgscim.store.sync import OutboxItem, SyncStore
 
 log = logging.getLogger("orgscim.deliver")

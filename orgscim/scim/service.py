@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orgscim.model import filter as flt
+from orgscim.model.contract import MemberChange
 from orgscim.model.schemas import (
     BULK_RESPONSE,
     GROUP_TYPE,
@@ -25,7 +26,7 @@ from orgscim.model.schemas import (
     USER_TYPE,
     ResourceType,
 )
-from orgscim.store.resources import Conflict, MemberChange
+from orgscim.store.resources import Conflict
 
 from .errors import (
     ScimError,

@@ -17,16 +17,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from orgscim.model.contract import SchemaError
+
 from .migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
 
 Params = Sequence[object] | Mapping[str, object]
 """Statement parameters: positional (``?``) or named (``:name``)."""
-
-
-class SchemaError(RuntimeError):
-    """The database is not at the schema version this code knows; the message says what to do."""
 
 
 class Database:

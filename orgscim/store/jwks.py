@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from dataclasses import dataclass
-from typing import Any
+
+from orgscim.model.contract import StoredJwks
+from orgscim.model.types import JSON
 
 from .db import Database
 
 
-@dataclass
-class StoredJwks:
-    uri: str
-    keys: dict[str, dict[str, Any]]
-    fetched: float | None  # epoch seconds of the last successful fetch
-    attempted: float
-    error: str | None
-
-    @property
-    def age(self) -> float | None:
-        return None if self.fetched is None else max(0.0, time.time() - self.fetched)
-
-    def public(self) -> dict[str, Any]:
-        return {"uri": self.uri, "kids": sorted(self.keys), "ageSeconds": None if self.age is None else round(self.age),
-                "error": self.error}
+def _jwks(r: sqlite3.Row) -> StoredJwks:
+    return StoredJwks(r["uri"], json.loads(r["keys"]), r["fetched"], r["attempted"], r["error"])
 
 
 class JwksStore:
@@ -33,13 +22,12 @@ class JwksStore:
 
     def load(self, uri: str) -> StoredJwks | None:
         r = self.db.one("SELECT * FROM jwks WHERE uri = ?", (uri,))
-        return StoredJwks(r["uri"], json.loads(r["keys"]), r["fetched"], r["attempted"], r["error"]) if r else None
+        return _jwks(r) if r else None
 
     def all(self) -> list[StoredJwks]:
-        return [StoredJwks(r["uri"], json.loads(r["keys"]), r["fetched"], r["attempted"], r["error"])
-                for r in self.db.all("SELECT * FROM jwks ORDER BY uri")]
+        return [_jwks(r) for r in self.db.all("SELECT * FROM jwks ORDER BY uri")]
 
-    def saved(self, uri: str, keys: dict[str, dict[str, Any]]) -> None:
+    def saved(self, uri: str, keys: dict[str, JSON]) -> None:
         """A successful fetch: replace the keys."""
         t = time.time()
         with self.db.transaction() as conn:

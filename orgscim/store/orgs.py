@@ -6,91 +6,12 @@ import base64
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from orgscim.model.clock import now
+from orgscim.model.contract import MAX_PAGE, ORG_STATUS_FILTERS, Credential, Org, OrgPage
+from orgscim.model.types import JSON
 
 from .db import Database
-
-
-@dataclass
-class Org:
-    pk: int
-    realm: str
-    org_id: str
-    enabled: bool
-    auth_mode: str
-    auth_config: dict[str, Any]
-    federation: str
-    settings: dict[str, Any]
-    realm_enabled: bool
-    created: str
-    updated: str
-    vanished: str | None = None
-
-    @property
-    def serving(self) -> bool:
-        """SCIM answers only when the realm flag is on, the org is enabled and it still exists in Keycloak."""
-        return self.realm_enabled and self.enabled and self.vanished is None
-
-    @classmethod
-    def from_sql(cls, r: sqlite3.Row) -> Org:
-        return cls(r["pk"], r["realm"], r["org_id"], bool(r["enabled"]), r["auth_mode"],
-                   json.loads(r["auth_config"]), r["federation"], json.loads(r["settings"]),
-                   bool(r["realm_enabled"]), r["created"], r["updated"], r["vanished"])
-
-    def public(self) -> dict[str, Any]:
-        """What listings show: never credentials."""
-        return {"realm": self.realm, "orgId": self.org_id, "enabled": self.enabled, "authMode": self.auth_mode,
-                "authConfig": self.auth_config, "federation": self.federation, "settings": self.settings,
-                "realmScimEnabled": self.realm_enabled, "serving": self.serving, "created": self.created,
-                "updated": self.updated, "vanished": self.vanished}
-
-
-@dataclass
-class Credential:
-    pk: int
-    org_pk: int
-    cred_id: str
-    kind: str
-    username: str | None
-    hash: str
-    created: str
-    last_used: str | None
-    expires: str | None
-    revoked: str | None
-
-    def active(self, at: str) -> bool:
-        return self.revoked is None and (self.expires is None or self.expires > at)
-
-    def status(self, at: str | None = None) -> str:
-        """``active``, ``expiring`` (rotated out, still valid until ``expires``), ``expired`` or ``revoked``."""
-        at = at or now()
-        if self.revoked is not None:
-            return "revoked"
-        if self.expires is None:
-            return "active"
-        return "expiring" if self.expires > at else "expired"
-
-    def public(self) -> dict[str, Any]:
-        """Listing form: never the secret, never the hash."""
-        return {"id": self.cred_id, "kind": self.kind, "username": self.username, "created": self.created,
-                "lastUsed": self.last_used, "expires": self.expires, "revoked": self.revoked,
-                "status": self.status()}
-
-
-ORG_STATUS_FILTERS = ("configured", "not-configured", "drift", "failing")
-MAX_PAGE = 500
-
-
-@dataclass
-class OrgPage:
-    """One page of :meth:`OrgStore.org_page`: rows in (realm, org id) order and the cursor of the next page."""
-
-    rows: list[dict[str, Any]]
-    next: str | None = None
-    filters: dict[str, Any] = field(default_factory=dict)
 
 
 def encode_cursor(realm: str, org_id: str) -> str:
@@ -114,6 +35,12 @@ def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _org(r: sqlite3.Row) -> Org:
+    return Org(r["pk"], r["realm"], r["org_id"], bool(r["enabled"]), r["auth_mode"], json.loads(r["auth_config"]),
+               r["federation"], json.loads(r["settings"]), bool(r["realm_enabled"]), r["created"], r["updated"],
+               r["vanished"])
+
+
 _ORG_SQL = ("SELECT o.*, COALESCE(r.scim_enabled, 0) AS realm_enabled FROM orgs o "
             "LEFT JOIN realms r ON r.name = o.realm")
 
@@ -133,29 +60,29 @@ class OrgStore:
         row = self.db.one("SELECT scim_enabled FROM realms WHERE name = ?", (realm,))
         return bool(row and row[0])
 
-    def realms(self) -> list[dict[str, Any]]:
+    def realms(self) -> list[JSON]:
         return [{"realm": r["name"], "scimEnabled": bool(r["scim_enabled"]), "updated": r["updated"]}
                 for r in self.db.all("SELECT * FROM realms ORDER BY name")]
 
     # orgs
     def org(self, realm: str, org_id: str) -> Org | None:
         row = self.db.one(f"{_ORG_SQL} WHERE o.realm = ? AND o.org_id = ?", (realm, org_id))
-        return Org.from_sql(row) if row else None
+        return _org(row) if row else None
 
     def org_by_pk(self, pk: int) -> Org | None:
         row = self.db.one(f"{_ORG_SQL} WHERE o.pk = ?", (pk,))
-        return Org.from_sql(row) if row else None
+        return _org(row) if row else None
 
     def orgs(self, realm: str | None = None) -> list[Org]:
         if realm:
             rows = self.db.all(f"{_ORG_SQL} WHERE o.realm = ? ORDER BY o.realm, o.org_id", (realm,))
         else:
             rows = self.db.all(f"{_ORG_SQL} ORDER BY o.realm, o.org_id")
-        return [Org.from_sql(r) for r in rows]
+        return [_org(r) for r in rows]
 
-    def upsert_org(self, realm: str, org_id: str, auth_mode: str, auth_config: dict[str, Any],
+    def upsert_org(self, realm: str, org_id: str, auth_mode: str, auth_config: JSON,
                    enabled: bool = True, federation: str = "none",
-                   settings: dict[str, Any] | None = None) -> Org:
+                   settings: JSON | None = None) -> Org:
         ts = now()
         with self.db.transaction() as conn:
             conn.execute(
@@ -184,7 +111,7 @@ class OrgStore:
         with self.db.transaction() as conn:
             conn.execute("UPDATE orgs SET vanished = ? WHERE pk = ?", (when, org_pk))
 
-    def seen_in_keycloak(self, realm: str, orgs: list[dict[str, Any]]) -> None:
+    def seen_in_keycloak(self, realm: str, orgs: list[JSON]) -> None:
         """Record organizations Keycloak lists now (see :meth:`close_unseen` for the ones it stopped listing)."""
         ts = now()
         with self.db.transaction() as conn:
@@ -199,7 +126,7 @@ class OrgStore:
             conn.execute("UPDATE kc_orgs SET vanished = ? WHERE realm = ? AND last_seen < ? AND vanished IS NULL",
                          (now(), realm, run_start))
 
-    def discovered(self, realm: str | None = None) -> list[dict[str, Any]]:
+    def discovered(self, realm: str | None = None) -> list[JSON]:
         """Organizations Keycloak lists that have no SCIM config (SCIM off until configured)."""
         rows = self.db.all(
             "SELECT k.* FROM kc_orgs k LEFT JOIN orgs o ON o.realm = k.realm AND o.org_id = k.org_id "
@@ -233,8 +160,8 @@ class OrgStore:
         configured_where = [keyset.format(t="o")]
         discovered_where = ["k.vanished IS NULL", keyset.format(t="k"),
                             "NOT EXISTS (SELECT 1 FROM orgs x WHERE x.realm = k.realm AND x.org_id = k.org_id)"]
-        cparams: list[Any] = list(key)
-        dparams: list[Any] = list(key)
+        cparams: list[object] = list(key)
+        dparams: list[object] = list(key)
         if term:
             pattern = _like(term)
             configured_where.append("(o.org_id LIKE ? ESCAPE '\\' OR k.name LIKE ? ESCAPE '\\' "
@@ -276,16 +203,13 @@ class OrgStore:
         return OrgPage(out, nxt, {"realm": realm, "search": term or None, "status": status, "limit": limit})
 
     @staticmethod
-    def _listing_row(r: sqlite3.Row) -> dict[str, Any]:
+    def _listing_row(r: sqlite3.Row) -> JSON:
         """A listing row: ``Org.public()`` plus names for configured orgs; the short form for discovered ones."""
         names = {"name": r["kc_name"], "alias": r["kc_alias"]}
         if r["pk"] is None:
             return {"realm": r["realm"], "orgId": r["org_id"], **names, "firstSeen": r["first_seen"],
                     "serving": False, "configured": False}
-        org = Org(r["pk"], r["realm"], r["org_id"], bool(r["enabled"]), r["auth_mode"], json.loads(r["auth_config"]),
-                  r["federation"], json.loads(r["settings"]), bool(r["realm_enabled"]), r["created"], r["updated"],
-                  r["vanished"])
-        return {**org.public(), **names, "configured": True, "openDrift": r["open_drift"],
+        return {**_org(r).public(), **names, "configured": True, "openDrift": r["open_drift"],
                 "pendingChanges": r["pending"], "failingChanges": r["failing"]}
 
     def org_names(self, realm: str, org_ids: Iterable[str]) -> dict[str, dict[str, str | None]]:
@@ -360,7 +284,7 @@ class OrgStore:
                          (at, org_pk, cred_id))
         return self.credential(org_pk, cred_id)
 
-    def update_credential(self, pk: int, **fields: Any) -> None:
+    def update_credential(self, pk: int, **fields: str | None) -> None:
         allowed = {"hash", "last_used", "expires", "revoked"}
         sets = [k for k in fields if k in allowed]
         if not sets:
@@ -370,12 +294,12 @@ class OrgStore:
                          [*(fields[k] for k in sets), pk])
 
     # audit
-    def event(self, org_pk: int | None, kind: str, detail: dict[str, Any] | None = None) -> None:
+    def event(self, org_pk: int | None, kind: str, detail: JSON | None = None) -> None:
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO events (at, org_pk, kind, detail) VALUES (?, ?, ?, ?)",
                          (now(), org_pk, kind, json.dumps(detail or {})))
 
-    def events(self, realm: str, org_pk: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, realm: str, org_pk: int | None = None, limit: int = 100) -> list[JSON]:
         """The realm's most recent audit events, newest first: those of its orgs, and realm-wide ones (no org,
         ``detail.realm`` = ``realm``). With ``org_pk``, only that org's."""
         rows = self.db.all(

@@ -11,73 +11,27 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
-from orgscim.model.clock import TIME_FORMAT, now
+from orgscim.model.clock import later, now
+from orgscim.model.contract import Member, MemberChange, OutboxEntry, Page, Resource
 from orgscim.model.filter import AttrRef, Node
+from orgscim.model.types import JSON
 
 from .db import Database
 from .sqlfilter import Compiler
+
+_COLUMNS = "r.pk, r.type, r.id, r.external_id, r.data, r.version, r.created, r.modified"
+T = TypeVar("T")
 
 
 class Conflict(Exception):
     """A uniqueness constraint of the org would be violated."""
 
 
-@dataclass
-class Row:
-    """One stored resource; ``data`` holds its attributes except id, meta and members."""
-
-    pk: int
-    type: str
-    id: str
-    external_id: str | None
-    data: dict[str, Any]
-    version: int
-    created: str
-    modified: str
-
-    @classmethod
-    def from_sql(cls, r: sqlite3.Row) -> Row:
-        return cls(r["pk"], r["type"], r["id"], r["external_id"], json.loads(r["data"]), r["version"],
-                   r["created"], r["modified"])
-
-
-@dataclass
-class Member:
-    """A member of a group: the member's pk/id/type, and the sub-attributes the client sent with it
-    (``display``, ``type``, ``$ref``), returned exactly as sent (RFC 7643 §2.4; conformance README)."""
-
-    pk: int
-    id: str
-    type: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class MemberChange:
-    """Changes to a group's member list; ``replace`` (if not None) is applied first."""
-
-    replace: list[Member] | None = None
-    add: list[Member] = field(default_factory=list)
-    remove: set[int] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return self.replace is not None or bool(self.add) or bool(self.remove)
-
-
-@dataclass
-class OutboxEntry:
-    resource_type: str
-    resource_id: str
-    action: str
-    payload: dict[str, Any] = field(default_factory=dict)
-    hold: float = 0.0  # seconds other deliverers leave it alone (the request delivers it inline)
-
-
-_COLUMNS = "r.pk, r.type, r.id, r.external_id, r.data, r.version, r.created, r.modified"
+def _resource(r: sqlite3.Row) -> Resource:
+    return Resource(r["pk"], r["type"], r["id"], r["external_id"], json.loads(r["data"]), r["version"],
+                    r["created"], r["modified"])
 
 
 class ResourceStore:
@@ -88,21 +42,21 @@ class ResourceStore:
         self.org_pk = org_pk
 
     # -- reads ------------------------------------------------------------------------------------
-    def get(self, rtype: str, rid: str) -> Row | None:
+    def get(self, rtype: str, rid: str) -> Resource | None:
         r = self.db.one(f"SELECT {_COLUMNS} FROM resources r WHERE r.org_pk = ? AND r.type = ? AND r.id = ?",
                         (self.org_pk, rtype, rid))
-        return Row.from_sql(r) if r else None
+        return _resource(r) if r else None
 
     def search(self, rtype: str, where: Node | None, sort: AttrRef | None, descending: bool,
-               start: int, count: int) -> tuple[int, list[Row]]:
+               start: int, count: int) -> Page:
         """Total matches and one page (``start`` is 0-based here), in a stable order."""
         comp = Compiler(rtype, self.org_pk)
         cond = comp.where(where) if where is not None else "1"
         params = [self.org_pk, rtype, *comp.params]
         base = f"FROM {comp.table} WHERE r.org_pk = ? AND r.type = ? AND {cond}"
-        total = self.db.one(f"SELECT count(*) {base}", params)[0]
+        total = self.db.count(f"SELECT count(*) {base}", params)
         if count <= 0 or start >= total:
-            return total, []
+            return Page(total, [])
         order = "r.pk"
         if sort is not None:
             expr = comp.sort_expr(sort)
@@ -110,7 +64,7 @@ class ResourceStore:
             params = [self.org_pk, rtype, *comp.params]
         rows = self.db.all(f"SELECT {_COLUMNS} {base} ORDER BY {order} LIMIT ? OFFSET ?",
                            [*params, count, start])
-        return total, [Row.from_sql(r) for r in rows]
+        return Page(total, [_resource(r) for r in rows])
 
     def members(self, group_pks: Sequence[int]) -> dict[int, list[Member]]:
         out: dict[int, list[Member]] = {pk: [] for pk in group_pks}
@@ -155,8 +109,8 @@ class ResourceStore:
         return out
 
     # -- writes ---------------------------------------------------------------------------------
-    def create(self, rtype: str, data: dict[str, Any], name: str, external_id: str | None,
-               members: list[Member] | None = None, outbox: Sequence[OutboxEntry] = ()) -> Row:
+    def create(self, rtype: str, data: JSON, name: str, external_id: str | None,
+               members: list[Member] | None = None, outbox: Sequence[OutboxEntry] = ()) -> Resource:
         rid = str(uuid.uuid4())
         ts = now()
         try:
@@ -165,17 +119,17 @@ class ResourceStore:
                     "INSERT INTO resources (org_pk, type, id, external_id, name_lc, data, version, created, "
                     "modified) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
                     (self.org_pk, rtype, rid, external_id, name.lower(), _dump(data), ts, ts))
-                pk = cur.lastrowid
+                pk = _inserted(cur)
                 self._index_emails(conn, pk, data)
                 if members:
                     self._apply_members(conn, pk, MemberChange(replace=members), ts)
                 self._outbox(conn, outbox, rid)
         except sqlite3.IntegrityError as e:
             raise Conflict(str(e)) from e
-        return Row(pk, rtype, rid, external_id, data, 1, ts, ts)
+        return Resource(pk, rtype, rid, external_id, data, 1, ts, ts)
 
-    def update(self, row: Row, data: dict[str, Any], name: str, external_id: str | None,
-               members: MemberChange | None = None, outbox: Sequence[OutboxEntry] = ()) -> Row | None:
+    def update(self, row: Resource, data: JSON, name: str, external_id: str | None,
+               members: MemberChange | None = None, outbox: Sequence[OutboxEntry] = ()) -> Resource | None:
         """Write a new state for ``row`` if nobody changed it since it was read; ``None`` otherwise."""
         ts = now()
         try:
@@ -196,9 +150,9 @@ class ResourceStore:
                 self._outbox(conn, outbox, row.id)
         except sqlite3.IntegrityError as e:
             raise Conflict(str(e)) from e
-        return Row(row.pk, row.type, row.id, external_id, data, row.version + 1, row.created, ts)
+        return Resource(row.pk, row.type, row.id, external_id, data, row.version + 1, row.created, ts)
 
-    def delete(self, row: Row, outbox: Sequence[OutboxEntry] = ()) -> bool:
+    def delete(self, row: Resource, outbox: Sequence[OutboxEntry] = ()) -> bool:
         ts = now()
         with self.db.transaction() as conn:  # holds the write lock: the version read here stays true
             current = conn.execute("SELECT version FROM resources WHERE pk = ? AND org_pk = ?",
@@ -225,7 +179,7 @@ class ResourceStore:
         conn.execute("UPDATE resources SET version = version + 1, modified = ? WHERE pk IN "
                      "(SELECT member_pk FROM members WHERE group_pk = ?)", (ts, group_pk))
 
-    def _index_emails(self, conn: sqlite3.Connection, pk: int, data: dict[str, Any]) -> None:
+    def _index_emails(self, conn: sqlite3.Connection, pk: int, data: JSON) -> None:
         rows = [(pk, self.org_pk, e["value"].lower(), (e.get("type") or "").lower() or None)
                 for e in data.get("emails") or () if isinstance(e.get("value"), str)]
         if rows:
@@ -252,18 +206,25 @@ class ResourceStore:
     def _outbox(self, conn: sqlite3.Connection, entries: Sequence[OutboxEntry], rid: str) -> None:
         ts = now()
         for e in entries:
-            due = (datetime.now(UTC) + timedelta(seconds=e.hold)).strftime(TIME_FORMAT) if e.hold else ts
+            due = later(e.hold) if e.hold else ts
             conn.execute(
                 "INSERT INTO outbox (org_pk, resource_type, resource_id, action, payload, created, "
                 "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.org_pk, e.resource_type, e.resource_id or rid, e.action, _dump(e.payload), ts, due))
 
 
-def _dump(data: Any) -> str:
+def _inserted(cur: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just made."""
+    if cur.lastrowid is None:
+        raise sqlite3.InterfaceError("INSERT returned no rowid")
+    return cur.lastrowid
+
+
+def _dump(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[list[Any]]:
+def _chunks(items: Sequence[T], size: int = 500) -> Iterable[list[T]]:
     items = list(items)
     for i in range(0, len(items), size):
         yield items[i:i + size]

@@ -50,9 +50,9 @@ from werkzeug.exceptions import HTTPException
 from .. import plugins
 from ..auth import AuthFailed
 from ..keycloak.client import KeycloakError, KeycloakUnavailable
+from ..model.contract import Org
 from ..provision.mapping import DEFAULT_SETTINGS, ORG_SETTINGS
 from ..services import ConfigError, Services
-from ..store.orgs import Org
 from . import forms
 from .config_api import ADMIN_ROLES, Caller, OrgAdmin, RealmTokens, realm_tokens, scim_base_url
 from .connection_test import TEST_LOOKUP, connection_test
@@ -434,8 +434,8 @@ def _refresh_names(realm: str) -> str | None:
 @bp.get("/")
 def orgs() -> str:
     """The realm's organizations, a page at a time: search by name, alias or id; filter by status."""
+    from ..model.contract import ORG_STATUS_FILTERS
     from ..services import org_status
-    from ..store.orgs import ORG_STATUS_FILTERS
 
     s = settings()
     services = _services()

@@ -41,9 +41,9 @@ from orgscim_plugins.auth_keycloak import realm_endpoint, realm_issuer
 from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthContext, AuthFailed, IssuedCredential, Rotation, bearer, grace_hours
+from ..model.contract import Credential, Org
 from ..scim.errors import ScimError
 from ..services import ConfigError, Services
-from ..store.orgs import Credential, Org
 from ..throttle import client_key, retry_after
 from .scim import body as parse_json_body
 
@@ -580,8 +580,8 @@ def org_listing() -> Response:
     configured ones (their config, as ``GET …/scim`` shows it) and those Keycloak lists without a SCIM config —
     in org id order, with Keycloak names; ``next`` is the cursor of the next page (``nextUrl`` the link), null on
     the last page. Keyset paging in SQL: every page costs the same (issue 12)."""
+    from ..model.contract import MAX_PAGE, ORG_STATUS_FILTERS
     from ..services import org_status
-    from ..store.orgs import MAX_PAGE, ORG_STATUS_FILTERS
 
     if request.method != "GET":
         raise method_not_allowed("GET")

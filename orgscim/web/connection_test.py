@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from flask import Flask, request
 
-from ..store.orgs import Org
+from ..model.contract import Org
 
 TEST_LOOKUP = "orgscim.connection.test@example.invalid"
 SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"

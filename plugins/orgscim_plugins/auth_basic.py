@@ -14,7 +14,7 @@ import secrets
 from typing import Any
 
 from orgscim.auth import AuthFailed, AuthRequest, IssuingMode, Principal, credential_parts, new_secret
-from orgscim.store.orgs import Org
+from orgscim.model.contract import Org
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -35,7 +35,7 @@ from jose.exceptions import JOSEError
 
 from orgscim.auth import AuthContext, AuthFailed, AuthRequest, Principal, bearer
 from orgscim.jwks import FETCH_FAILED, SIGNATURE_ALGORITHMS, JwksError, usable
-from orgscim.store.orgs import Org
+from orgscim.model.contract import Org
 
 log = logging.getLogger("orgscim.auth")
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from orgscim.auth import AuthFailed, Principal
-from orgscim.store.orgs import Org
+from orgscim.model.contract import Org
 
 from .auth_jwt import ExternalJwtAuth, JwtRules, common_settings, string_list
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from orgscim.auth import AuthFailed, AuthRequest, IssuingMode, Principal, bearer, new_secret
-from orgscim.store.orgs import Org
+from orgscim.model.contract import Org
 
 PREFIX = "osk_"
 

@@ -21,11 +21,12 @@ import pytest
 
 from orgscim.keycloak.client import RateLimited
 from orgscim.model.clock import later
+from orgscim.model.contract import OutboxEntry
 from orgscim.provision.deliver import Deliverer
 from orgscim.provision.scheduler import Scheduler, Stats, holder
 from orgscim.services import Services
 from orgscim.store.db import Database
-from orgscim.store.resources import OutboxEntry, ResourceStore
+from orgscim.store.resources import ResourceStore
 
 REALM = "r-delivery"
 

@@ -11,8 +11,8 @@ import requests
 from scimkit import REALM, Scim, kc_user, okta_user, uniq
 
 from orgscim.keycloak.client import KeycloakAdmin
+from orgscim.model.contract import OutboxEntry
 from orgscim.provision.mapping import ATTR_ID
-from orgscim.store.resources import OutboxEntry
 
 pytestmark = pytest.mark.keycloak
 
