@@ -246,7 +246,7 @@ def credential() -> None:
 def _issuer(services: Services, o: Any) -> Any:
     """The org's auth-mode plugin, if orgscim issues its credentials (EXTERNAL_SECRET, EXTERNAL_BASIC)."""
     try:
-        return services.issuer(o)
+        return services.credential_issuer(o)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 

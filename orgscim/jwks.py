@@ -28,16 +28,16 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
-import requests
 import urllib3
 from jose import jwk
 from jose.backends.base import Key
 from jose.exceptions import JOSEError
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 MAX_KEYS = 100
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -51,12 +51,43 @@ FETCH_FAILED = "no JWK Set could be fetched from this URL (it must be a public h
 
 log = logging.getLogger("orgscim.jwks")
 
+JWK = dict[str, object]
+"""One JSON Web Key (RFC 7517 §4): untyped JSON members."""
+KeySet = dict[str, JWK]
+"""``kid`` → public signature JWK."""
+
+
+class StoredSet(Protocol):
+    """A JWK Set as another process saved it (:class:`orgscim.model.contract.StoredJwks`)."""
+
+    keys: KeySet
+
+    @property
+    def age(self) -> float | None: ...
+
+
+class SharedSets(Protocol):
+    """Where JWK Sets are shared with the other processes of the host (:class:`orgscim.store.jwks.JwksStore`)."""
+
+    def load(self, uri: str) -> StoredSet | None: ...
+
+    def saved(self, uri: str, keys: KeySet) -> None: ...
+
+    def failed(self, uri: str, error: str) -> None: ...
+
+
+class Resolver(Protocol):
+    """``socket.getaddrinfo`` or a stand-in: (family, type, proto, canonname, sockaddr) per address."""
+
+    def __call__(self, host: str, port: int, *, type: int) -> Sequence[tuple[object, object, object, object,
+                                                                           tuple[object, ...]]]: ...
+
 
 class JwksError(Exception):
     """The JWK Set could not be fetched or is not one (message is safe to show to an operator)."""
 
 
-def _b64_bits(value: Any) -> int:
+def _b64_bits(value: object) -> int:
     try:
         raw = base64.urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
     except (ValueError, TypeError):
@@ -64,7 +95,7 @@ def _b64_bits(value: Any) -> int:
     return int.from_bytes(raw, "big").bit_length()
 
 
-def usable(key: dict[str, Any], alg: str) -> bool:
+def usable(key: JWK, alg: str) -> bool:
     """Whether JWK ``key`` may verify signatures made with ``alg`` (type, curve, size and ``alg`` member)."""
     if key.get("alg") not in (None, alg):
         return False
@@ -75,7 +106,7 @@ def usable(key: dict[str, Any], alg: str) -> bool:
     return False
 
 
-def parse_jwks(raw: bytes) -> dict[str, dict[str, Any]]:
+def parse_jwks(raw: bytes) -> KeySet:
     """``kid`` → public signature JWK, from the bytes of a JWK Set document."""
     try:
         doc = json.loads(raw)
@@ -85,7 +116,7 @@ def parse_jwks(raw: bytes) -> dict[str, dict[str, Any]]:
         raise JwksError('not a JWK Set: expected an object with a "keys" array (RFC 7517 §5)')
     if len(doc["keys"]) > MAX_KEYS:
         raise JwksError(f"JWK Set holds {len(doc['keys'])} keys, more than {MAX_KEYS}")
-    keys: dict[str, dict[str, Any]] = {}
+    keys: KeySet = {}
     for k in doc["keys"]:
         if not isinstance(k, dict) or not isinstance(k.get("kid"), str) or k.get("kty") not in ("RSA", "EC"):
             continue
@@ -120,10 +151,10 @@ class UrlPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     trusted: tuple[str, ...] = ()  # URL prefixes the operator configured (KEYCLOAK_URL): any address
-    resolver: Callable[..., Any] = socket.getaddrinfo
+    resolver: Resolver = socket.getaddrinfo
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> UrlPolicy:
+    def from_config(cls, config: dict[str, object]) -> UrlPolicy:
         trusted = tuple(str(config[k]).rstrip("/") + "/" for k in ("KEYCLOAK_URL", "KEYCLOAK_FRONTEND_URL")
                         if config.get(k))
         return cls(_flag(config.get("ALLOW_LOOPBACK_URLS")), _flag(config.get("ALLOW_PRIVATE_URLS")), trusted)
@@ -144,7 +175,7 @@ class UrlPolicy:
             infos = self.resolver(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as e:
             raise UnsafeUrl(f"cannot resolve {host}: {e}") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
             raise UnsafeUrl(f"{host} has no address")
         if not trusted:
@@ -168,7 +199,7 @@ class UrlPolicy:
         return None
 
 
-def _flag(value: Any) -> bool:
+def _flag(value: object) -> bool:
     return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -176,19 +207,18 @@ STRICT = UrlPolicy()
 
 
 def fetch(uri: str, timeout: float = 5.0, max_bytes: int = 256 * 1024,
-          policy: UrlPolicy = STRICT) -> dict[str, dict[str, Any]]:
+          policy: UrlPolicy = STRICT) -> KeySet:
     """GET ``uri`` (checked by ``policy``, connecting to the address checked) and parse it as a JWK Set, within
     ``timeout`` seconds overall and ``max_bytes``."""
     target = policy.check(uri)
     deadline = time.monotonic() + timeout
-    pool_args: dict[str, Any] = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False,
-                                 "maxsize": 1}
+    limits = urllib3.Timeout(connect=timeout, read=timeout)
     if target.scheme == "https":  # TLS to the pinned address, certificate checked for the host name
         pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
             target.ip, target.port, server_hostname=target.host, assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED", ca_certs=requests.certs.where(), **pool_args)
+            cert_reqs="CERT_REQUIRED", ca_certs=DEFAULT_CA_BUNDLE_PATH, timeout=limits, retries=False, maxsize=1)
     else:
-        pool = urllib3.HTTPConnectionPool(target.ip, target.port, **pool_args)
+        pool = urllib3.HTTPConnectionPool(target.ip, target.port, timeout=limits, retries=False, maxsize=1)
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
     if ":" in target.host:
@@ -224,7 +254,7 @@ def fetch(uri: str, timeout: float = 5.0, max_bytes: int = 256 * 1024,
 
 @dataclass
 class _Entry:
-    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: KeySet = field(default_factory=dict)
     fetched: float | None = None  # monotonic time of the last successful fetch
     attempted: float | None = None  # monotonic time of the last attempt
     error: str | None = None
@@ -238,9 +268,9 @@ class JwksCache:
     def __init__(self, ttl: float = 3600.0, min_interval: float = 60.0, max_stale: float = 86400.0,
                  timeout: float = 5.0, max_bytes: int = 256 * 1024,
                  clock: Callable[[], float] = time.monotonic,
-                 fetcher: Callable[[str], dict[str, dict[str, Any]]] | None = None,
-                 store: Any = None, policy: UrlPolicy = STRICT, max_entries: int = MAX_ENTRIES) -> None:
-        self.store = store  # orgscim.store.jwks.JwksStore: sets shared with the other processes
+                 fetcher: Callable[[str], KeySet] | None = None,
+                 store: SharedSets | None = None, policy: UrlPolicy = STRICT, max_entries: int = MAX_ENTRIES) -> None:
+        self.store = store  # sets shared with the other processes
         self.ttl = ttl
         self.min_interval = min_interval
         self.max_stale = max_stale
@@ -264,13 +294,13 @@ class JwksCache:
                 self._entries.move_to_end(uri)
             return entry
 
-    def refresh(self, uri: str) -> dict[str, dict[str, Any]]:
+    def refresh(self, uri: str) -> KeySet:
         """Fetch ``uri`` now (raises :class:`JwksError`); on success the cached set is replaced."""
         entry = self._entry(uri)
         with entry.lock:
             return self._refresh_locked(uri, entry)
 
-    def _refresh_locked(self, uri: str, entry: _Entry) -> dict[str, dict[str, Any]]:
+    def _refresh_locked(self, uri: str, entry: _Entry) -> KeySet:
         entry.attempted = self.clock()
         try:
             keys = self.fetcher(uri)
@@ -339,7 +369,7 @@ class JwksCache:
                 self._forced.popitem(last=False)
             return True
 
-    def status(self, uri: str) -> dict[str, Any]:
+    def status(self, uri: str) -> dict[str, object]:
         """What is cached for ``uri`` (for ``check``-style commands and tests): kids, age, last error."""
         entry = self._entry(uri)
         now = self.clock()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics, plugins
-from .auth import AuthContext
+from .auth import AuthContext, CredentialIssuer
 from .jwks import JwksError
 from .keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
 from .model.contract import Org
@@ -170,7 +170,7 @@ class Services:
             self.orgs.seen_in_keycloak(realm, [kc_org])
         return org
 
-    def issuer(self, org: Org) -> Any:
+    def credential_issuer(self, org: Org) -> CredentialIssuer:
         """The org's auth-mode plugin when orgscim issues its credentials (``EXTERNAL_SECRET``,
         ``EXTERNAL_BASIC``: it has ``issue``/``rotate``); :class:`ConfigError` for the token modes."""
         mode = self.auth_mode(org.auth_mode)

@@ -79,7 +79,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ctx = services.auth_ctx
     db.close()
-    return Template(folder / DB_NAME, issued, getattr(ctx, "_key", b""), getattr(ctx, "_cache", {}))
+    cache = getattr(ctx, "cache", None)
+    return Template(folder / DB_NAME, issued, getattr(cache, "key", b""), getattr(cache, "entries", {}))
 
 
 def clone_template(template: Template, target: Path) -> None:
@@ -102,11 +103,11 @@ def app(instance: Path, template: Template) -> Iterator[Flask]:
     app = create_app({"TESTING": True, "DATABASE": str(instance / DB_NAME), "AUTH_CACHE_SECONDS": 3600})
     # Share the verified-credential cache across the per-test apps (same credential rows in every copy), so
     # Argon2id runs once per credential per session instead of once per test.
-    # (Only a speed-up: if AuthContext ever drops these fields, tests stay correct, just slower.)
-    ctx = app.extensions["orgscim"].auth_ctx
-    if hasattr(ctx, "_key") and hasattr(ctx, "_cache"):
-        ctx._key = template.cache_key
-        ctx._cache = template.cache
+    # (Only a speed-up: if the verified cache ever drops these fields, tests stay correct, just slower.)
+    cache = getattr(app.extensions["orgscim"].auth_ctx, "cache", None)
+    if hasattr(cache, "key") and hasattr(cache, "entries"):
+        cache.key = template.cache_key
+        cache.entries = template.cache
     yield app
     app.extensions["orgscim"].db.close()
 

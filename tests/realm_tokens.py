@@ -1,7 +1,7 @@
 """A stand-in for a Keycloak realm's signing key, for the fast tests of the config API and the admin pages.
 
 Tokens are real RS256 JWTs signed with a local RSA key whose public half is served as the realm's JWK Set by
-a fake JWKS fetcher, so the app's real verification code (:class:`orgscim.web.config_api.RealmTokens` →
+a fake JWKS fetcher, so the app's real verification code (:class:`orgscim.auth.realm_tokens.RealmTokens` →
 ``verify_jwt``) runs unchanged; only the HTTP fetch of the JWK Set is replaced.
 """
 
@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from jose import jwk, jwt
 
+from orgscim.auth.realm_tokens import RealmTokens
 from orgscim.jwks import JwksCache, JwksError, parse_jwks
-from orgscim.web.config_api import EXTENSION, RealmTokens
+from orgscim.web.config_api import EXTENSION
 
 KEYCLOAK = "http://kc.test"
 KID = "test-key-1"

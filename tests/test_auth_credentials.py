@@ -90,7 +90,7 @@ def test_warm_cache_skips_argon2_and_is_keyed_by_a_digest(client, services, coun
     for _ in range(5):
         assert get(client, ORG_A, bearer(issued.secret)).status_code == 200
     assert counting.verifications == 1
-    cache = services.auth_ctx._cache
+    cache = services.auth_ctx.cache.entries
     assert all(isinstance(k, bytes) and len(k) == 32 for k in cache)
     assert issued.secret.encode() not in b"".join(cache)
 

@@ -91,7 +91,7 @@ def test_eviction_is_gradual_least_recently_used_first(instance):
         assert check(services, ORG_A, secret)
     assert check(services, ORG_A, issued[0])  # used again: now the most recent
     assert check(services, ORG_A, issued[3])  # one over: only the least recently used (issued[1]) goes
-    cache = services.auth_ctx._cache
+    cache = services.auth_ctx.cache.entries
     assert len(cache) == 3
     kept = {services.auth_ctx.digest(org.pk, s) for s in (issued[0], issued[2], issued[3])}
     assert set(cache) == kept
@@ -121,7 +121,7 @@ def test_success_path_keeps_no_per_org_or_per_address_state(client, services, te
     assert len(services.auth_ctx.throttle) == 0  # no bucket for a success
     assert not hasattr(services.auth_ctx, "_touched")
     digest = services.auth_ctx.digest(services.orgs.org(REALM, ORG_A).pk, template.secrets[ORG_A])
-    assert digest in services.auth_ctx._cache
+    assert digest in services.auth_ctx.cache.entries
 
 
 def test_the_failure_throttle_is_shared_by_processes(instance, template):

@@ -20,6 +20,7 @@ from realm_tokens import KEYCLOAK, FakeRealm
 
 from orgscim.app import create_app
 from orgscim.services import Services
+from orgscim.web.urls import scim_base_url
 
 NEW_ORG = "org-new"
 
@@ -470,6 +471,21 @@ def test_scim_base_url_follows_public_base_url(cfg, app):
     app.config["PUBLIC_BASE_URL"] = "https://sso.example.com/"
     body = cfg.call("GET", cfg.org(ORG_A)).get_json()
     assert body["scimBaseUrl"] == f"https://sso.example.com{base_path(REALM, ORG_A)}"
+
+
+def test_location_of_a_created_config_follows_public_base_url(cfg, app, services):
+    """Behind a proxy the config API's Location, like every URL orgscim gives out, is on PUBLIC_BASE_URL, not on
+    the Host the request came with."""
+    app.config["PUBLIC_BASE_URL"] = "https://sso.example.com/"
+    r = cfg.call("POST", cfg.org(NEW_ORG), {"authMode": "EXTERNAL_SECRET"})
+    assert r.status_code == 201
+    assert r.headers["Location"] == f"https://sso.example.com/realms/{REALM}/orgs/{NEW_ORG}/scim"
+    assert r.get_json()["scimBaseUrl"] == f"https://sso.example.com{base_path(REALM, NEW_ORG)}"
+    listed = cfg.call("GET", "").get_json()["orgs"]
+    assert {o["scimBaseUrl"] for o in listed if o["orgId"] == NEW_ORG} == {r.get_json()["scimBaseUrl"]}
+    org = services.orgs.org(REALM, NEW_ORG)
+    with app.test_request_context(base_url="http://internal:8000"):  # what the SCIM blueprint is given too
+        assert scim_base_url(org.realm, org.org_id) == r.get_json()["scimBaseUrl"]
 
 
 def test_created_org_serves_scim_with_the_issued_secret(cfg, client):

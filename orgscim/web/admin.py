@@ -49,14 +49,18 @@ from werkzeug.exceptions import HTTPException
 
 from .. import plugins
 from ..auth import AuthFailed
+from ..auth.caller import ADMIN_ROLES, Caller
+from ..auth.realm_tokens import RealmTokens
 from ..keycloak.client import KeycloakError, KeycloakUnavailable
 from ..model.contract import Org
+from ..orgadmin import OrgAdmin
 from ..provision.mapping import DEFAULT_SETTINGS, ORG_SETTINGS
 from ..services import ConfigError, Services
 from . import forms
-from .config_api import ADMIN_ROLES, Caller, OrgAdmin, RealmTokens, realm_tokens, scim_base_url
+from .config_api import realm_tokens
 from .connection_test import TEST_LOOKUP, connection_test
 from .idp_guides import GUIDES
+from .urls import scim_base_url
 
 log = logging.getLogger("orgscim.web")
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
@@ -524,7 +528,7 @@ def _default_form(org: Org | None) -> dict[str, Any]:
 def _issues_credentials(services: Services, org: Org) -> bool:
     """Whether orgscim issues this org's credentials (EXTERNAL_SECRET, EXTERNAL_BASIC)."""
     try:
-        services.issuer(org)
+        services.credential_issuer(org)
     except ConfigError:
         return False
     return True

@@ -11,10 +11,10 @@ import base64
 import binascii
 import hmac
 import secrets
-from typing import Any
 
 from orgscim.auth import AuthFailed, AuthRequest, IssuingMode, Principal, credential_parts, new_secret
 from orgscim.model.contract import Org
+from orgscim.model.types import JSON
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -59,7 +59,7 @@ class ExternalBasicAuth(IssuingMode):
     def challenge(self, org: Org) -> str:
         return 'Basic realm="orgscim", charset="UTF-8"'
 
-    def schemes(self, org: Org) -> list[dict[str, Any]]:
+    def schemes(self, org: Org) -> list[JSON]:
         return [{"type": "httpbasic", "name": "HTTP Basic",
                  "description": "Username and password issued by orgscim for this organization.",
                  "specUri": "https://www.rfc-editor.org/info/rfc7617", "primary": True}]

@@ -1,6 +1,6 @@
 """``KEYCLOAK``: the IdP sends ``Authorization: Bearer <access token of this realm>`` (DESIGN §5).
 
-The token is checked like an ``EXTERNAL_JWT`` token (:mod:`orgscim_plugins.auth_jwt`: RFC 7515 signature
+The token is checked like an ``EXTERNAL_JWT`` token (:mod:`orgscim.auth.jwt`: RFC 7515 signature
 against the realm's JWK Set, RFC 7519 ``iss``/``exp``/``nbf``/``iat`` with leeway, algorithm allow list), with
 issuer and JWK Set derived from the Keycloak the service is configured with:
 
@@ -16,28 +16,26 @@ they must agree). Settings: ``allowed_clients`` (required), ``audience``, ``algo
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 from orgscim.auth import AuthFailed, Principal
+from orgscim.auth.jwt import JwtRules, string_list
+from orgscim.auth.realm_tokens import realm_endpoint, realm_issuer
 from orgscim.model.contract import Org
+from orgscim.model.types import JSON
 
-from .auth_jwt import ExternalJwtAuth, JwtRules, common_settings, string_list
+from .auth_jwt import ExternalJwtAuth, common_settings
 
+if TYPE_CHECKING:
+    from orgscim.keycloak.client import KeycloakAdmin
 
-def realm_issuer(public_url: str, realm: str) -> str:
-    """The ``iss`` of a realm's tokens: Keycloak's public (front-end) URL + ``/realms/{realm}``."""
-    return f"{str(public_url).rstrip('/')}/realms/{quote(realm, safe='')}"
-
-
-def realm_endpoint(base_url: str, realm: str, name: str) -> str:
-    """A back-channel OIDC endpoint of a realm (``token``, ``certs``) on the URL orgscim reaches Keycloak at."""
-    return f"{str(base_url).rstrip('/')}/realms/{quote(realm, safe='')}/protocol/openid-connect/{name}"
 
 class KeycloakAuth(ExternalJwtAuth):
+    """Access tokens of the org's own realm, issued to one of the org's ``allowed_clients``."""
+
     name = "KEYCLOAK"
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate_config(self, config: JSON) -> JSON:
         if not self.ctx.config.get("KEYCLOAK_URL"):
             raise ValueError("KEYCLOAK mode checks tokens against the realm's keys: set KEYCLOAK_URL "
                              "(ORGSCIM_KEYCLOAK_URL) first")
@@ -48,7 +46,7 @@ class KeycloakAuth(ExternalJwtAuth):
         cfg["allowed_clients"] = string_list("allowed_clients", config["allowed_clients"])
         return cfg
 
-    def check_in_keycloak(self, admin: Any, config: dict[str, Any]) -> None:
+    def check_in_keycloak(self, admin: KeycloakAdmin, config: JSON) -> None:
         """At config time: every client of ``allowed_clients`` exists in the org's realm (``view-clients``);
         ``ValueError`` names the missing ones."""
         missing = [c for c in config.get("allowed_clients", []) if admin.find_client(c) is None]
@@ -62,7 +60,7 @@ class KeycloakAuth(ExternalJwtAuth):
                                                                  cfg["KEYCLOAK_URL"], org.realm),
                                     realm_endpoint(cfg["KEYCLOAK_URL"], org.realm, "certs"))
 
-    def accept(self, org: Org, claims: dict[str, Any]) -> Principal:
+    def accept(self, org: Org, claims: JSON) -> Principal:
         if claims.get("typ") != "Bearer":
             raise AuthFailed("not an access token (typ)")
         azp, client_id = claims.get("azp"), claims.get("client_id")
@@ -73,7 +71,7 @@ class KeycloakAuth(ExternalJwtAuth):
             raise AuthFailed(f"client {str(client)[:64]} is not allowed for this org")
         return Principal(self.name, None, client)
 
-    def schemes(self, org: Org) -> list[dict[str, Any]]:
+    def schemes(self, org: Org) -> list[JSON]:
         return [{"type": "oauthbearertoken", "name": "OAuth Bearer Token (Keycloak)",
                  "description": f"An access token of realm {org.realm} issued to a client allowed for this "
                                 "organization (client credentials grant), sent as a bearer token (RFC 6750).",

@@ -6,10 +6,9 @@ request costs at most one Argon2id verification (and none with a warm cache).
 
 from __future__ import annotations
 
-from typing import Any
-
 from orgscim.auth import AuthFailed, AuthRequest, IssuingMode, Principal, bearer, new_secret
 from orgscim.model.contract import Org
+from orgscim.model.types import JSON
 
 PREFIX = "osk_"
 
@@ -36,7 +35,7 @@ class ExternalSecretAuth(IssuingMode):
                              + ("wrong secret" if status in ("active", "expiring") else status))
         return Principal(self.name, cred.cred_id)
 
-    def schemes(self, org: Org) -> list[dict[str, Any]]:
+    def schemes(self, org: Org) -> list[JSON]:
         return [{"type": "oauthbearertoken", "name": "Bearer secret",
                  "description": "A secret issued by orgscim for this organization, sent as a bearer token.",
                  "specUri": "https://www.rfc-editor.org/info/rfc6750", "primary": True}]

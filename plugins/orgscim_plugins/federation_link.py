@@ -8,17 +8,25 @@ reports at login (the OIDC ``sub``). The link is replaced when that attribute ch
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from orgscim.model.contract import Org
+from orgscim.model.types import JSON
 from orgscim.provision.mapping import scim_value
+
+if TYPE_CHECKING:
+    from orgscim.keycloak.client import KeycloakAdmin
 
 ID_SOURCES = ("externalId", "userName", "email", "id")
 
 
 class LinkOrgIdp:
+    """Link each provisioned user to the org's identity provider in Keycloak."""
+
     name = "link-org-idp"
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+    def validate_config(self, config: JSON) -> JSON:
+        """``alias``, ``id_attribute``, ``username_attribute`` (all optional)."""
         unknown = set(config) - {"alias", "id_attribute", "username_attribute"}
         if unknown:
             raise ValueError(f"link-org-idp takes alias, id_attribute, username_attribute; not {sorted(unknown)}")
@@ -32,8 +40,8 @@ class LinkOrgIdp:
             raise ValueError("alias must be a string")
         return out
 
-    def link_for(self, org: Any, config: dict[str, Any], admin: Any, rid: str,
-                 data: dict[str, Any]) -> tuple[str, str, str] | None:
+    def link_for(self, org: Org, config: JSON, admin: KeycloakAdmin, rid: str,
+                 data: JSON) -> tuple[str, str, str] | None:
         """(IdP alias, IdP-side user id, IdP-side user name), or None when there is nothing to link."""
         alias = config.get("alias")
         if not alias:
