@@ -33,7 +33,7 @@ def add_names(orgs: OrgStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     for key, group in by_org.items():
         names = org_names.get(key, {})
         org = orgs.org(*key)
-        resources = orgs.resource_names(org.pk, [r.get("resourceId") for r in group]) if org else {}
+        resources = orgs.resource_names(org.pk, [r["resourceId"] for r in group if r.get("resourceId")]) if org else {}
         for row in group:
             row["orgName"], row["orgAlias"] = names.get("name"), names.get("alias")
             if "resourceId" in row:
@@ -44,6 +44,7 @@ def add_names(orgs: OrgStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 def _named_in(row: dict[str, Any]) -> str | None:
     """A Keycloak username a drift record carries itself (e.g. an unmanaged member has no SCIM resource)."""
     for side in (row.get("actual"), row.get("expected")):
-        if isinstance(side, dict) and isinstance(side.get("username"), str):
-            return side["username"]
+        name = side.get("username") if isinstance(side, dict) else None
+        if isinstance(name, str):
+            return name
     return None

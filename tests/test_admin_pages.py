@@ -24,7 +24,8 @@ from realm_tokens import KEYCLOAK, FakeRealm
 
 from orgscim.app import create_app
 from orgscim.services import Services
-from orgscim.web import admin as admin_module
+from orgscim.web.admin import oidc
+from orgscim.web.admin.orgs import PAGE_SIZE
 
 CLIENT_ID = "orgscim-admin"
 ADMIN_CONFIG = {"ADMIN_REALM": REALM, "ADMIN_CLIENT_SECRET": "admin-secret", "KEYCLOAK_TIMEOUT": 2}
@@ -94,7 +95,7 @@ class _Resp:
 @pytest.fixture
 def kc(monkeypatch: pytest.MonkeyPatch, realm_key: FakeRealm) -> FakeTokenEndpoint:
     endpoint = FakeTokenEndpoint(realm_key)
-    monkeypatch.setattr(admin_module.requests, "post", endpoint)
+    monkeypatch.setattr(oidc.requests, "post", endpoint)
     return endpoint
 
 
@@ -423,13 +424,13 @@ def test_orgs_page_pages_searches_and_filters(logged_in, services):
     seed_orgs(services, 120)
     services.orgs.seen_in_keycloak(REALM, [{"id": "kc-only", "name": "Initech", "alias": "initech"}])
     first = text(logged_in.get("/admin/"))
-    assert first.count('<tr data-org="') == admin_module.PAGE_SIZE and 'id="next-page"' in first
+    assert first.count('<tr data-org="') == PAGE_SIZE and 'id="next-page"' in first
     assert 'id="first-page"' not in first
     nxt = re.search(r'href="([^"]+)" id="next-page"', first).group(1).replace("&amp;", "&")
     second = text(logged_in.get(nxt))
     rows1 = set(re.findall(r'<tr data-org="([^"]+)"', first))
     rows2 = set(re.findall(r'<tr data-org="([^"]+)"', second))
-    assert len(rows2) == admin_module.PAGE_SIZE and not rows1 & rows2 and 'id="first-page"' in second
+    assert len(rows2) == PAGE_SIZE and not rows1 & rows2 and 'id="first-page"' in second
     seen, url = set(), "/admin/"
     while url:
         page = text(logged_in.get(url))

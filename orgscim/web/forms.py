@@ -8,8 +8,18 @@ field list here (a third-party auth mode) gets a JSON text area instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
+
+from ..model.contract import Org
+from ..model.types import JSON, JSONValue
+from ..provision.mapping import DEFAULT_SETTINGS, ORG_SETTINGS
+
+#: a posted form (``request.form``): field name → text
+Posted = Mapping[str, str]
+#: ``{plugin: {setting: text}}``: the text of each plugin's fields
+FieldTexts = dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,19 @@ FEDERATION_FIELDS: dict[str, tuple[Field, ...]] = {
 }
 
 
-def display(value: Any) -> str:
+class ConfigForm(TypedDict):
+    """What the config form shows: the stored config, or what the admin posted (shown again after an error)."""
+
+    authMode: str
+    federation: str
+    enabled: bool
+    authConfig: str  # the JSON text area (auth modes without fields here)
+    auth: FieldTexts
+    fed: FieldTexts
+    options: dict[str, str | None]  # org option → its value (None: no default)
+
+
+def display(value: JSONValue) -> str:
     """A stored setting as the text of its field (lists comma-separated, objects as JSON)."""
     if value is None:
         return ""
@@ -75,14 +97,13 @@ def display(value: Any) -> str:
     return str(value)
 
 
-def field_values(fields: dict[str, tuple[Field, ...]], current: str,
-                 config: dict[str, Any]) -> dict[str, dict[str, str]]:
+def field_values(fields: dict[str, tuple[Field, ...]], current: str, config: JSON) -> FieldTexts:
     """``{plugin: {key: text}}``: the stored config fills the fields of the plugin in use; the others are empty."""
     return {name: {f.key: display(config.get(f.key)) if name == current else "" for f in group}
             for name, group in fields.items()}
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str) -> JSONValue:
     """A posted field: numbers and JSON objects as such, anything else as the string (the plugin validates)."""
     text = text.strip()
     if text[:1] in "{[" or text.lstrip("-").isdigit():
@@ -93,9 +114,9 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def parse_fields(form: Any, prefix: str, fields: tuple[Field, ...]) -> dict[str, Any]:
+def parse_fields(form: Posted, prefix: str, fields: tuple[Field, ...]) -> JSON:
     """The settings object from the posted fields ``{prefix}{key}``; empty fields are left out (defaults apply)."""
-    out: dict[str, Any] = {}
+    out: JSON = {}
     for f in fields:
         text = str(form.get(f"{prefix}{f.key}", "")).strip()
         if text:
@@ -103,7 +124,29 @@ def parse_fields(form: Any, prefix: str, fields: tuple[Field, ...]) -> dict[str,
     return out
 
 
-def posted_values(form: Any, prefix: str, fields: dict[str, tuple[Field, ...]]) -> dict[str, dict[str, str]]:
+def posted_values(form: Posted, prefix: str, fields: dict[str, tuple[Field, ...]]) -> FieldTexts:
     """What the admin typed, to show the form again after an error."""
     return {name: {f.key: str(form.get(f"{prefix}{name}-{f.key}", "")) for f in group}
             for name, group in fields.items()}
+
+
+def stored_form(org: Org | None) -> ConfigForm:
+    """The config form filled from the stored config (or the defaults for a new one)."""
+    current: JSON = org.settings if org else DEFAULT_SETTINGS
+    mode = org.auth_mode if org else "EXTERNAL_SECRET"
+    federation = org.federation if org else "none"
+    return {
+        "authMode": mode, "federation": federation, "enabled": org.enabled if org else True,
+        "authConfig": json.dumps(org.auth_config, indent=2) if org else "{}",
+        "auth": field_values(AUTH_FIELDS, mode, org.auth_config if org else {}),
+        "fed": field_values(FEDERATION_FIELDS, federation, dict(current.get("federation") or {}) if org else {}),
+        "options": {k: current.get(k, DEFAULT_SETTINGS.get(k)) for k in ORG_SETTINGS},
+    }
+
+
+def posted_form(form: Posted) -> ConfigForm:
+    """The config form as the admin posted it."""
+    return {"authMode": form.get("authMode", ""), "federation": form.get("federation", "none"),
+            "enabled": form.get("enabled") == "on", "authConfig": form.get("authConfig", "{}"),
+            "auth": posted_values(form, "auth-", AUTH_FIELDS), "fed": posted_values(form, "fed-", FEDERATION_FIELDS),
+            "options": {k: form.get(f"option_{k}", "") for k in ORG_SETTINGS}}

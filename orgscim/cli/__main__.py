@@ -1,0 +1,5 @@
+"""``python -m orgscim.cli``: the same as the ``orgscim`` command."""
+
+from . import main
+
+main()
