@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from orgscim.scim.errors import invalid_filter  # moves to orgscim.model.errors next
-
+from .errors import InvalidFilter
 from .schemas import COMMON, META_SUBS, Attr, ResourceType
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
@@ -85,14 +84,14 @@ _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<punct>[()\[\]])|(?P<w
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
     if len(text) > MAX_FILTER_LENGTH:
-        raise invalid_filter(f"filter longer than {MAX_FILTER_LENGTH} characters")
+        raise InvalidFilter(f"filter longer than {MAX_FILTER_LENGTH} characters")
     out: list[tuple[str, str]] = []
     pos = 0
     text = text.rstrip()
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise invalid_filter(f"unexpected character at position {pos} in filter")
+            raise InvalidFilter(f"unexpected character at position {pos} in filter")
         kind = m.lastgroup or "word"
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -106,11 +105,11 @@ def parse_attr_path(text: str) -> AttrRef:
     if text.lower().startswith("urn:"):
         urn, _, rest = text.rpartition(":")
         if not rest:
-            raise invalid_filter(f"attribute path {text!r} ends with ':'")
+            raise InvalidFilter(f"attribute path {text!r} ends with ':'")
     name, _, sub = rest.partition(".")
     if not name or not re.fullmatch(r"\$?[A-Za-z][\w$-]*", name) or (sub and not re.fullmatch(
             r"\$?[A-Za-z][\w$-]*", sub)):
-        raise invalid_filter(f"{text!r} is not an attribute path")
+        raise InvalidFilter(f"{text!r} is not an attribute path")
     return AttrRef(urn, name, sub or None)
 
 
@@ -127,7 +126,7 @@ class _Parser:
     def take(self) -> tuple[str, str]:
         tok = self.peek()
         if tok is None:
-            raise invalid_filter("filter ends too early")
+            raise InvalidFilter("filter ends too early")
         self.i += 1
         return tok
 
@@ -141,12 +140,12 @@ class _Parser:
     def expect(self, punct: str) -> None:
         tok = self.take()
         if tok != ("punct", punct):
-            raise invalid_filter(f"expected {punct!r}, found {tok[1]!r}")
+            raise InvalidFilter(f"expected {punct!r}, found {tok[1]!r}")
 
     def parse(self) -> Node:
         node = self.or_expr(inside_brackets=False)
         if self.peek() is not None:
-            raise invalid_filter(f"unexpected {self.peek()[1]!r} in filter")
+            raise InvalidFilter(f"unexpected {self.peek()[1]!r} in filter")
         return node
 
     def or_expr(self, inside_brackets: bool) -> Node:
@@ -164,7 +163,7 @@ class _Parser:
     def unary(self, inside_brackets: bool) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise invalid_filter("filter nested too deeply")
+            raise InvalidFilter("filter nested too deeply")
         try:
             if self.keyword("not"):
                 self.expect("(")
@@ -184,11 +183,11 @@ class _Parser:
     def attr_expr(self, inside_brackets: bool) -> Node:
         kind, word = self.take()
         if kind != "word":
-            raise invalid_filter(f"expected an attribute path, found {word!r}")
+            raise InvalidFilter(f"expected an attribute path, found {word!r}")
         path = parse_attr_path(word)
         if self.peek() == ("punct", "["):
             if inside_brackets or path.sub_name:
-                raise invalid_filter("value filters cannot be nested")
+                raise InvalidFilter("value filters cannot be nested")
             self.take()
             inner = self.or_expr(inside_brackets=True)
             self.expect("]")
@@ -205,11 +204,11 @@ class _Parser:
     def comparison(self, path: AttrRef) -> Node:
         self.terms += 1
         if self.terms > MAX_TERMS:
-            raise invalid_filter(f"filter has more than {MAX_TERMS} comparisons")
+            raise InvalidFilter(f"filter has more than {MAX_TERMS} comparisons")
         tok = self.take()
         op = tok[1].lower()
         if tok[0] != "word" or (op not in COMPARE_OPS and op != "pr"):
-            raise invalid_filter(f"unknown operator {tok[1]!r}")
+            raise InvalidFilter(f"unknown operator {tok[1]!r}")
         if op == "pr":
             return Present(path)
         return Compare(path, op, self.value())
@@ -220,9 +219,9 @@ class _Parser:
             try:
                 return json.loads(text)
             except ValueError as e:
-                raise invalid_filter(f"bad string literal {text}") from e
+                raise InvalidFilter(f"bad string literal {text}") from e
         if kind != "word":
-            raise invalid_filter(f"expected a value, found {text!r}")
+            raise InvalidFilter(f"expected a value, found {text!r}")
         low = text.lower()
         if low in ("true", "false"):
             return low == "true"
@@ -238,7 +237,7 @@ class _Parser:
 def parse(text: str) -> Node:
     """Parse a filter string into an AST; raises ``400 invalidFilter`` on anything malformed."""
     if not isinstance(text, str) or not text.strip():
-        raise invalid_filter("empty filter")
+        raise InvalidFilter("empty filter")
     return _Parser(_tokenize(text)).parse()
 
 
@@ -246,7 +245,7 @@ def _resolve_ref(ref: AttrRef, rtype: ResourceType, parent: Attr | None) -> Attr
     if parent is not None:  # inside a value filter: names are sub-attributes of parent
         sub = parent.sub(ref.name)
         if ref.urn or ref.sub_name or sub is None:
-            raise invalid_filter(f"{parent.name} has no sub-attribute {ref.name!r}")
+            raise InvalidFilter(f"{parent.name} has no sub-attribute {ref.name!r}")
         return AttrRef(None, sub.name, None, parent, sub, ref.schema)
     name_l = ref.name.lower()
     if ref.urn is None and name_l in {c.lower() for c in COMMON}:
@@ -254,10 +253,10 @@ def _resolve_ref(ref: AttrRef, rtype: ResourceType, parent: Attr | None) -> Attr
         if canon == "meta":
             subs = {s.lower(): s for s in META_SUBS}
             if not ref.sub_name or ref.sub_name.lower() not in subs:
-                raise invalid_filter("meta filters need one of " + ", ".join(META_SUBS))
+                raise InvalidFilter("meta filters need one of " + ", ".join(META_SUBS))
             return AttrRef(None, "meta", subs[ref.sub_name.lower()])
         if ref.sub_name or canon == "schemas":
-            raise invalid_filter(f"cannot filter on {ref.name}.{ref.sub_name}")
+            raise InvalidFilter(f"cannot filter on {ref.name}.{ref.sub_name}")
         return AttrRef(None, canon)
     schemas = [rtype.schema_for(ref.urn)] if ref.urn else list(rtype.all_schemas)
     for schema in schemas:
@@ -268,13 +267,13 @@ def _resolve_ref(ref: AttrRef, rtype: ResourceType, parent: Attr | None) -> Attr
         if ref.sub_name:
             sub = attr.sub(ref.sub_name)
             if sub is None:
-                raise invalid_filter(f"{attr.name} has no sub-attribute {ref.sub_name!r}")
+                raise InvalidFilter(f"{attr.name} has no sub-attribute {ref.sub_name!r}")
         elif attr.complex and attr.sub("value"):
             sub = attr.sub("value")  # RFC 7644 §3.4.2.2: "emails eq x" compares emails.value
         elif attr.complex:
-            raise invalid_filter(f"{attr.name} is complex; name a sub-attribute")
+            raise InvalidFilter(f"{attr.name} is complex; name a sub-attribute")
         return AttrRef(schema.id, attr.name, sub.name if sub else None, attr, sub, schema.id)
-    raise invalid_filter(f"unknown attribute {ref.name!r} for {rtype.name}")
+    raise InvalidFilter(f"unknown attribute {ref.name!r} for {rtype.name}")
 
 
 def resolve(node: Node, rtype: ResourceType, parent: Attr | None = None) -> Node:
@@ -286,7 +285,7 @@ def resolve(node: Node, rtype: ResourceType, parent: Attr | None = None) -> Node
     if isinstance(node, ValuePath):
         ref = _resolve_ref(AttrRef(node.path.urn, node.path.name), rtype, None)
         if ref.attr is None or not ref.attr.multi or not ref.attr.complex:
-            raise invalid_filter(f"{node.path.name}[…] needs a multi-valued complex attribute")
+            raise InvalidFilter(f"{node.path.name}[…] needs a multi-valued complex attribute")
         ref = AttrRef(ref.urn, ref.name, None, ref.attr, None, ref.schema)
         return ValuePath(ref, resolve(node.expr, rtype, ref.attr))
     ref = _resolve_ref(node.path, rtype, parent)
@@ -298,11 +297,11 @@ def resolve(node: Node, rtype: ResourceType, parent: Attr | None = None) -> Node
         if defn.type == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"  # QUIRKS #2
         if defn.type == "complex":
-            raise invalid_filter(f"cannot compare complex attribute {defn.name}")
+            raise InvalidFilter(f"cannot compare complex attribute {defn.name}")
         if op in ("gt", "ge", "lt", "le") and defn.type in ("boolean", "binary"):
-            raise invalid_filter(f"{op} is not defined for {defn.type} attribute {defn.name}")
+            raise InvalidFilter(f"{op} is not defined for {defn.type} attribute {defn.name}")
         if op in ("co", "sw", "ew") and not isinstance(value, str):
-            raise invalid_filter(f"{op} needs a string value")
+            raise InvalidFilter(f"{op} needs a string value")
     return Compare(ref, op, value)
 
 
@@ -315,7 +314,7 @@ def evaluate(node: Node, element: dict[str, Any]) -> bool:
     if isinstance(node, Not):
         return not evaluate(node.expr, element)
     if isinstance(node, ValuePath):
-        raise invalid_filter("value filters cannot be nested")
+        raise InvalidFilter("value filters cannot be nested")
     defn = node.path.sub
     name = defn.name if defn else node.path.name
     got = next((v for k, v in element.items() if k.lower() == name.lower()), None)

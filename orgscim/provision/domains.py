@@ -16,7 +16,7 @@ from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError
 from orgscim.model.contract import Org
-from orgscim.scim.errors import ScimError, invalid_value
+from orgscim.model.errors import InvalidValue
 
 from .mapping import kc_username, primary_email, setting
 
@@ -31,8 +31,9 @@ def domain_of(value: str) -> str | None:
 
 def check_domains(org: Org, admin: KeycloakAdmin, before: dict[str, Any] | None, after: dict[str, Any],
                   ask_keycloak: bool = True) -> None:
-    """Raise a SCIM 400 (``invalidValue``) when a new username or email of the user is outside the org's
-    domains. Values that do not change are not checked (users from before the policy keep working)."""
+    """Raise :class:`~orgscim.model.errors.InvalidValue` (SCIM ``invalidValue``) when a new username or email
+    of the user is outside the org's domains. Values that do not change are not checked (users from before the
+    policy keep working)."""
     if setting(org.settings, "domain_policy") == "off":
         return
     policy = setting(org.settings, "username_policy")
@@ -57,9 +58,9 @@ def check_domains(org: Org, admin: KeycloakAdmin, before: dict[str, Any] | None,
             raise _outside(what, value, domains)
 
 
-def _outside(what: str, value: str, domains: list[str]) -> ScimError:
+def _outside(what: str, value: str, domains: list[str]) -> InvalidValue:
     listed = ", ".join(sorted(domains))
-    return invalid_value(
+    return InvalidValue(
         f"{what} {value!r} is outside this organization's domains ({listed}). Use a name or address in one of "
         "them; to allow others, add the domain to the organization in Keycloak, or have the operator set the "
         "org option domain_policy=off.")

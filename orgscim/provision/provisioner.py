@@ -15,7 +15,7 @@ from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
 from orgscim.model.contract import Org, OutboxEntry
-from orgscim.scim.errors import uniqueness
+from orgscim.model.errors import Uniqueness
 from orgscim.store.sync import SyncStore
 
 from .domains import check_domains
@@ -81,7 +81,7 @@ class KeycloakProvisioner:
                     if user is None or (link is not None and user["id"] == link.kc_id):
                         continue
                     if not adoptable(self.org, self.admin, self.sync, user, rid):
-                        raise uniqueness(f"{what} {value!r} already belongs to another user of realm "
+                        raise Uniqueness(f"{what} {value!r} already belongs to another user of realm "
                                          f"{self.org.realm}")
         except KeycloakUnavailable as e:
             log.warning("Keycloak unreachable for the uniqueness check of org %s: %s", self.org.org_id, e)

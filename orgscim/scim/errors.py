@@ -1,69 +1,62 @@
-"""SCIM error responses (RFC 7644 §3.12)."""
+"""How SCIM states a model error: its HTTP status and the Error body (RFC 7644 §3.12).
+
+:data:`STATUS` is the one table from :mod:`orgscim.model.errors` to HTTP status. The web layer answers with
+it, and Bulk (RFC 7644 §3.7.3) reports each operation's status with it.
+"""
 
 from __future__ import annotations
 
+from orgscim.model.errors import (
+    InvalidFilter,
+    InvalidPath,
+    InvalidSyntax,
+    InvalidValue,
+    ModelError,
+    Mutability,
+    NoTarget,
+    NotFound,
+    PreconditionFailed,
+    TooMany,
+    Uniqueness,
+    UnresolvedReference,
+    VersionConflict,
+)
+from orgscim.model.types import JSON
+
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 
-
-class ScimError(Exception):
-    """An error the client caused (or a condition it must see), rendered as a SCIM Error body.
-
-    ``scim_type`` is one of the keywords of RFC 7644 §3.12 table 9 (``invalidFilter``, ``tooMany``,
-    ``uniqueness``, ``mutability``, ``invalidSyntax``, ``invalidPath``, ``noTarget``, ``invalidValue``,
-    ``invalidVers``, ``sensitive``) or ``None``.
-    """
-
-    def __init__(self, status: int, detail: str, scim_type: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.scim_type = scim_type
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        """The JSON body; ``status`` is a string per RFC 7644 §3.12."""
-        out = {"schemas": [ERROR_URN], "status": str(self.status), "detail": self.detail}
-        if self.scim_type:
-            out["scimType"] = self.scim_type
-        return out
+STATUS: dict[type[ModelError], int] = {
+    InvalidFilter: 400,
+    InvalidSyntax: 400,
+    InvalidValue: 400,
+    InvalidPath: 400,
+    Mutability: 400,
+    NoTarget: 400,
+    NotFound: 404,
+    Uniqueness: 409,
+    VersionConflict: 409,
+    UnresolvedReference: 409,
+    PreconditionFailed: 412,
+    TooMany: 413,
+}
 
 
-def bad_request(detail: str, scim_type: str | None = None) -> ScimError:
-    return ScimError(400, detail, scim_type)
+def status_of(err: ModelError) -> int:
+    """The HTTP status of a model error (its class, or the nearest base class, in :data:`STATUS`)."""
+    for cls in type(err).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
 
 
-def invalid_filter(detail: str) -> ScimError:
-    return ScimError(400, detail, "invalidFilter")
+def error_body(status: int, detail: str, scim_type: str | None = None) -> JSON:
+    """The Error body; ``status`` is a string per RFC 7644 §3.12."""
+    out: JSON = {"schemas": [ERROR_URN], "status": str(status), "detail": detail}
+    if scim_type:
+        out["scimType"] = scim_type
+    return out
 
 
-def invalid_value(detail: str) -> ScimError:
-    return ScimError(400, detail, "invalidValue")
-
-
-def invalid_syntax(detail: str) -> ScimError:
-    return ScimError(400, detail, "invalidSyntax")
-
-
-def invalid_path(detail: str) -> ScimError:
-    return ScimError(400, detail, "invalidPath")
-
-
-def mutability(detail: str) -> ScimError:
-    return ScimError(400, detail, "mutability")
-
-
-def no_target(detail: str) -> ScimError:
-    return ScimError(400, detail, "noTarget")
-
-
-def not_found(detail: str) -> ScimError:
-    return ScimError(404, detail)
-
-
-def uniqueness(detail: str) -> ScimError:
-    return ScimError(409, detail, "uniqueness")
-
-
-def precondition_failed(detail: str) -> ScimError:
-    return ScimError(412, detail)
+def model_error_body(err: ModelError) -> JSON:
+    """The Error body of a model error."""
+    return error_body(status_of(err), err.detail, err.scim_type)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orgscim.model import filter as flt
+from orgscim.model.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from orgscim.model.schemas import GROUP_TYPE, Attr, ResourceType, Schema
 
-from .errors import invalid_path, invalid_syntax, invalid_value, mutability, no_target
 from .values import coerce, coerce_one, empty
 
 READ_ONLY_COMMON = ("id", "meta", "schemas")
@@ -92,24 +92,24 @@ class Patcher:
     def patch(self, body: Any) -> None:
         """Apply a PatchOp message body (RFC 7644 §3.5.2)."""
         if not isinstance(body, dict):
-            raise invalid_syntax("PATCH body must be a JSON object with Operations")
+            raise InvalidSyntax("PATCH body must be a JSON object with Operations")
         ops = next((v for k, v in body.items() if k.lower() == "operations"), None)
         if not isinstance(ops, list) or not ops:
-            raise invalid_syntax("PATCH body needs a non-empty Operations array")
+            raise InvalidSyntax("PATCH body needs a non-empty Operations array")
         if len(ops) > MAX_OPERATIONS:
-            raise invalid_syntax(f"at most {MAX_OPERATIONS} operations per PATCH")
+            raise InvalidSyntax(f"at most {MAX_OPERATIONS} operations per PATCH")
         for i, op in enumerate(ops):
             if not isinstance(op, dict):
-                raise invalid_syntax(f"Operations[{i}] must be an object")
+                raise InvalidSyntax(f"Operations[{i}] must be an object")
             low = {k.lower(): v for k, v in op.items()}
             kind = low.get("op")
             if not isinstance(kind, str) or kind.lower() not in ("add", "replace", "remove"):
-                raise invalid_syntax(f"Operations[{i}].op must be add, replace or remove")
+                raise InvalidSyntax(f"Operations[{i}].op must be add, replace or remove")
             path = low.get("path")
             if path is not None and not isinstance(path, str):
-                raise invalid_path(f"Operations[{i}].path must be a string")
+                raise InvalidPath(f"Operations[{i}].path must be a string")
             if kind.lower() != "remove" and "value" not in low:
-                raise invalid_value(f"Operations[{i}] ({kind}) needs a value")
+                raise InvalidValue(f"Operations[{i}] ({kind}) needs a value")
             self.operation(kind.lower(), path.strip() if path else None, low.get("value"))
 
     def assign_all(self, body: dict[str, Any]) -> None:
@@ -119,9 +119,9 @@ class Patcher:
     def operation(self, kind: str, path: str | None, value: Any) -> None:
         if not path:
             if kind == "remove":
-                raise no_target("remove needs a path")
+                raise NoTarget("remove needs a path")
             if not isinstance(value, dict):
-                raise invalid_value(f"{kind} without a path needs an object value")
+                raise InvalidValue(f"{kind} without a path needs an object value")
             for key, v in value.items():
                 target = self.target(key, lenient=True) if isinstance(key, str) else None
                 if target is not None:
@@ -143,7 +143,7 @@ class Patcher:
             head, _, rest = path.partition("[")
             filt_text, close, tail = rest.rpartition("]")
             if not close or (tail and not tail.startswith(".")):
-                return fail(invalid_path(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
+                return fail(InvalidPath(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
             tail = tail[1:]
         schema: Schema | None = None
         if head.lower().startswith("urn:"):
@@ -153,14 +153,14 @@ class Patcher:
             urn, _, head = head.rpartition(":")
             schema = self.rtype.schema_for(urn)
             if schema is None:
-                return fail(invalid_path(f"unknown schema in path {path!r}"))  # type: ignore[func-returns-value]
+                return fail(InvalidPath(f"unknown schema in path {path!r}"))  # type: ignore[func-returns-value]
         name, _, sub_name = head.partition(".")
         if tail:
             if sub_name:
-                return fail(invalid_path(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
+                return fail(InvalidPath(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
             sub_name = tail
         if schema is None and name.lower() in READ_ONLY_COMMON:
-            return fail(mutability(f"{name} is read-only"))  # type: ignore[func-returns-value]
+            return fail(Mutability(f"{name} is read-only"))  # type: ignore[func-returns-value]
         if schema is None and name.lower() == "externalid" and not sub_name and filt_text is None:
             return Target(None, _BUILTIN_ATTR)
         attr = None
@@ -170,20 +170,20 @@ class Patcher:
                 schema = s
                 break
         if attr is None or schema is None:
-            return fail(invalid_path(f"unknown attribute {name!r} in path {path!r}"))  # type: ignore
+            return fail(InvalidPath(f"unknown attribute {name!r} in path {path!r}"))  # type: ignore
         if attr.mutability == "readOnly":
-            return fail(mutability(f"{attr.name} is read-only"))  # type: ignore[func-returns-value]
+            return fail(Mutability(f"{attr.name} is read-only"))  # type: ignore[func-returns-value]
         sub = None
         if sub_name:
             sub = attr.sub(sub_name)
             if sub is None:
-                return fail(invalid_path(f"{attr.name} has no sub-attribute {sub_name!r}"))  # type: ignore
+                return fail(InvalidPath(f"{attr.name} has no sub-attribute {sub_name!r}"))  # type: ignore
             if sub.mutability == "readOnly":
-                return fail(mutability(f"{attr.name}.{sub.name} is read-only"))  # type: ignore
+                return fail(Mutability(f"{attr.name}.{sub.name} is read-only"))  # type: ignore
         filt = None
         if filt_text is not None:
             if not attr.complex:
-                return fail(invalid_path(f"{attr.name} cannot take a value filter"))  # type: ignore
+                return fail(InvalidPath(f"{attr.name} cannot take a value filter"))  # type: ignore
             filt = flt.resolve(flt.parse(filt_text), self.rtype, parent=attr)
         return Target(schema.id if schema is not self.rtype.schema else None, attr, sub, filt)
 
@@ -201,7 +201,7 @@ class Patcher:
                 self.data.pop(t.schema, None)
                 return
             if not isinstance(value, dict):
-                raise invalid_value(f"{t.schema} needs an object value")
+                raise InvalidValue(f"{t.schema} needs an object value")
             for key, v in value.items():
                 target = self.target(f"{t.schema}:{key}", lenient=True) if isinstance(key, str) else None
                 if target is not None:
@@ -306,15 +306,15 @@ class Patcher:
 
     def apply_members(self, kind: str, t: Target, value: Any) -> None:
         if t.sub is not None:
-            raise mutability("member sub-attributes are immutable; add or remove the member instead")
+            raise Mutability("member sub-attributes are immutable; add or remove the member instead")
         if t.filt is not None:
             if kind != "remove":
-                raise invalid_path("members[filter] is only valid with remove")
+                raise InvalidPath("members[filter] is only valid with remove")
             ids = _value_eq_ids(t.filt)
             if ids is None:
                 self._member_filters += 1
                 if self._member_filters > MAX_MEMBER_FILTERS:
-                    raise invalid_value(f"at most {MAX_MEMBER_FILTERS} members[filter] removals per PATCH (each "
+                    raise InvalidValue(f"at most {MAX_MEMBER_FILTERS} members[filter] removals per PATCH (each "
                                         "scans every member); remove members by value instead")
                 pool = self._current_members() + list(self.members.added.values())
                 ids = [m["value"] for m in pool if flt.evaluate(t.filt, m)]
@@ -323,7 +323,7 @@ class Patcher:
         members = coerce(_member_attr(), value, "members") or []
         for m in members:
             if not isinstance(m.get("value"), str):
-                raise invalid_value("each member needs a string value (the member's id)")
+                raise InvalidValue("each member needs a string value (the member's id)")
         if kind == "replace":
             self.members.replace(members)
         elif kind == "add":

@@ -16,6 +16,18 @@ from typing import Any, Protocol
 
 from orgscim.model import filter as flt
 from orgscim.model.contract import MemberChange
+from orgscim.model.errors import (
+    InvalidFilter,
+    InvalidSyntax,
+    InvalidValue,
+    ModelError,
+    NotFound,
+    PreconditionFailed,
+    TooMany,
+    Uniqueness,
+    UnresolvedReference,
+    VersionConflict,
+)
 from orgscim.model.schemas import (
     BULK_RESPONSE,
     GROUP_TYPE,
@@ -26,17 +38,8 @@ from orgscim.model.schemas import (
     USER_TYPE,
     ResourceType,
 )
-from orgscim.store.resources import Conflict
 
-from .errors import (
-    ScimError,
-    invalid_filter,
-    invalid_syntax,
-    invalid_value,
-    not_found,
-    precondition_failed,
-    uniqueness,
-)
+from .errors import error_body, model_error_body, status_of
 from .patch import MembersDelta, Patcher
 from .render import project, resource_json
 
@@ -106,7 +109,7 @@ class Query:
             try:
                 return int(raw)
             except (TypeError, ValueError):
-                raise invalid_value(f"{name} must be an integer") from None
+                raise InvalidValue(f"{name} must be an integer") from None
 
         def names(name: str) -> list[str]:
             raw = get(name)
@@ -115,18 +118,18 @@ class Query:
             if isinstance(raw, list):
                 return [str(x) for x in raw if isinstance(x, str)]
             if not isinstance(raw, str):
-                raise invalid_value(f"{name} must be a comma-separated string or a list")
+                raise InvalidValue(f"{name} must be a comma-separated string or a list")
             return [x.strip() for x in raw.split(",") if x.strip()]
 
         flt_ = get("filter")
         if flt_ is not None and not isinstance(flt_, str):
-            raise invalid_filter("filter must be a string")
+            raise InvalidFilter("filter must be a string")
         sort_by = get("sortBy")
         if sort_by is not None and not isinstance(sort_by, str):
-            raise invalid_value("sortBy must be a string")
+            raise InvalidValue("sortBy must be a string")
         order = get("sortOrder")
         if order is not None and (not isinstance(order, str) or order.lower() not in ("ascending", "descending")):
-            raise invalid_value("sortOrder must be ascending or descending")
+            raise InvalidValue("sortOrder must be ascending or descending")
         start = num("startIndex")
         return cls(flt_ or None, sort_by or None, order, 1 if start is None or start < 1 else start,
                    num("count"), names("attributes"), names("excludedAttributes"))
@@ -150,14 +153,14 @@ def etag_matches(header: str | None, version: str) -> bool:
     if header is None:
         return True
     if not isinstance(header, str):
-        raise invalid_value("a version (ETag) must be a string such as W/\"3\" (RFC 7644 §3.14)")
+        raise InvalidValue("a version (ETag) must be a string such as W/\"3\" (RFC 7644 §3.14)")
     tags = [t.strip() for t in header.split(",")]
     return "*" in tags or version in tags or any(t.removeprefix("W/") == version.removeprefix("W/") for t in tags)
 
 
 def _check_if_match(if_match: str | None, version: str) -> None:
     if if_match is not None and not etag_matches(if_match, version):
-        raise precondition_failed(f"resource version is {version}, If-Match was {if_match}")
+        raise PreconditionFailed(f"resource version is {version}, If-Match was {if_match}")
 
 
 class ScimService:
@@ -205,14 +208,14 @@ class ScimService:
     def _load(self, rtype: ResourceType, rid: str) -> Any:
         row = self.store.get(rtype.name, rid) if isinstance(rid, str) else None
         if row is None:
-            raise not_found(f"{rtype.name} {rid} not found")
+            raise NotFound(f"{rtype.name} {rid} not found")
         return row
 
     def _name(self, rtype: ResourceType, data: dict[str, Any]) -> str:
         key = "userName" if rtype is USER_TYPE else "displayName"
         name = data.get(key)
         if not isinstance(name, str) or not name.strip():
-            raise invalid_value(f"{key} is required" if key not in data else f"{key} must be a non-empty string")
+            raise InvalidValue(f"{key} is required" if key not in data else f"{key} must be a non-empty string")
         return name
 
     def _members(self, delta: MembersDelta) -> Any:
@@ -232,7 +235,7 @@ class ScimService:
 
     def _body(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise invalid_syntax("request body must be a JSON object")
+            raise InvalidSyntax("request body must be a JSON object")
         return body
 
     # -- CRUD -----------------------------------------------------------------------------------
@@ -243,12 +246,12 @@ class ScimService:
         data = patcher.data
         name = self._name(rtype, data)
         members = self._members(patcher.members) if rtype is GROUP_TYPE else None
-        try:
+        outbox = self.provisioner.entries("create", rtype.name, "", None, data)
+        try:  # the store's Uniqueness; the provisioner's (a Keycloak name taken) keeps its own detail
             row = self.store.create(rtype.name, data, name, data.get("externalId"),
-                                    members.replace if members else None,
-                                    outbox=self.provisioner.entries("create", rtype.name, "", None, data))
-        except Conflict as e:
-            raise uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
+                                    members.replace if members else None, outbox=outbox)
+        except Uniqueness as e:
+            raise Uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
         self.provisioner.committed("create", rtype.name, row.id)
         res = self.render(rtype, [row])[0]
         return Result(201, res, res["meta"]["location"])
@@ -270,7 +273,7 @@ class ScimService:
             new = self._write(rtype, row, patcher)
             if new is not None:
                 return Result(200, self.render(rtype, [new])[0])
-        raise ScimError(409, "resource changed concurrently; retry")
+        raise VersionConflict("resource changed concurrently; retry")
 
     def patch(self, type_name: str, rid: str, body: Any, if_match: str | None = None) -> Result:
         rtype = self.rtype(type_name)
@@ -282,7 +285,7 @@ class ScimService:
             new = self._write(rtype, row, patcher)
             if new is not None:
                 return Result(200, self.render(rtype, [new])[0])
-        raise ScimError(409, "resource changed concurrently; retry")
+        raise VersionConflict("resource changed concurrently; retry")
 
     def _current_members(self, row: Any) -> Callable[[], list[dict[str, Any]]]:
         return lambda: [self._member_json(m) for m in self.store.members([row.pk])[row.pk]]
@@ -293,11 +296,11 @@ class ScimService:
         members = self._members(patcher.members) if rtype is GROUP_TYPE and patcher.members else None
         if data == row.data and not members:
             return row  # nothing changed: keep the version (RFC 7644 §3.14 weak ETag)
-        try:
-            new = self.store.update(row, data, name, data.get("externalId"), members,
-                                    outbox=self.provisioner.entries("update", rtype.name, row.id, row.data, data))
-        except Conflict as e:
-            raise uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
+        outbox = self.provisioner.entries("update", rtype.name, row.id, row.data, data)
+        try:  # the store's Uniqueness; the provisioner's (a Keycloak name taken) keeps its own detail
+            new = self.store.update(row, data, name, data.get("externalId"), members, outbox=outbox)
+        except Uniqueness as e:
+            raise Uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
         if new is not None:
             self.provisioner.committed("update", rtype.name, row.id)
         return new
@@ -311,7 +314,7 @@ class ScimService:
                                                                       None)):
                 self.provisioner.committed("delete", rtype.name, row.id)
                 return Result(204, None)
-        raise ScimError(409, "resource changed concurrently; retry")
+        raise VersionConflict("resource changed concurrently; retry")
 
     # -- query ----------------------------------------------------------------------------------
     def list(self, type_names: list[str], query: Query) -> Result:
@@ -326,8 +329,8 @@ class ScimService:
                 where = flt.resolve(flt.parse(query.filter), rtype) if query.filter else None
                 sort = flt.resolve(flt.Present(flt.parse_attr_path(query.sort_by)), rtype).path \
                     if query.sort_by else None
-            except ScimError as e:
-                if len(type_names) > 1 and e.scim_type == "invalidFilter" and "unknown attribute" in e.detail:
+            except InvalidFilter as e:
+                if len(type_names) > 1 and "unknown attribute" in e.detail:
                     continue  # root search: a type without that attribute simply has no matches
                 raise
             desc = (query.sort_order or "ascending").lower() == "descending"
@@ -392,7 +395,7 @@ class ScimService:
         for item in items:
             if item["id"].lower() == wanted.lower():
                 return Result(200, item)
-        raise not_found(f"{kind} {wanted} not found")
+        raise NotFound(f"{kind} {wanted} not found")
 
     # -- bulk (RFC 7644 §3.7) -------------------------------------------------------------------
     def bulk(self, body: Any) -> Result:
@@ -400,19 +403,19 @@ class ScimService:
         low = {k.lower(): v for k, v in body.items()}
         ops = low.get("operations")
         if not isinstance(ops, list):
-            raise invalid_syntax("BulkRequest needs an Operations array")
+            raise InvalidSyntax("BulkRequest needs an Operations array")
         if len(ops) > MAX_BULK_OPERATIONS:
-            raise ScimError(413, f"at most {MAX_BULK_OPERATIONS} operations per bulk request", "tooMany")
+            raise TooMany(f"at most {MAX_BULK_OPERATIONS} operations per bulk request")
         fail_on = low.get("failonerrors")
         if fail_on is not None and (isinstance(fail_on, bool) or not isinstance(fail_on, int) or fail_on < 1):
-            raise invalid_value("failOnErrors must be a positive integer")
+            raise InvalidValue("failOnErrors must be a positive integer")
         ids: dict[str, str] = {}
         results: list[dict[str, Any] | None] = [None] * len(ops)
         refs = [_bulk_refs(op) for op in ops]
         errors = 0
         for i, circular in _bulk_order(ops, refs):
             if circular:
-                results[i] = _bulk_error(ops[i], ScimError(409, "circular bulkId references", "invalidValue"))
+                results[i] = _bulk_error(ops[i], UnresolvedReference("circular bulkId references"))
             else:
                 results[i] = self._bulk_one(ops[i], ids, refs[i])
             if int(results[i]["status"]) >= 400:  # type: ignore[index]
@@ -424,30 +427,30 @@ class ScimService:
     def _bulk_one(self, op: Any, ids: dict[str, str], refs: set[str]) -> dict[str, Any]:
         try:
             if len(refs) > MAX_BULK_REFERENCES:
-                raise invalid_value(f"a bulk operation may reference at most {MAX_BULK_REFERENCES} bulkIds")
+                raise InvalidValue(f"a bulk operation may reference at most {MAX_BULK_REFERENCES} bulkIds")
             if not isinstance(op, dict):
-                raise invalid_syntax("each bulk operation must be an object")
+                raise InvalidSyntax("each bulk operation must be an object")
             low = {k.lower(): v for k, v in op.items()}
             method = str(low.get("method") or "").upper()
             path = low.get("path")
             bulk_id = low.get("bulkid")
             if method not in ("POST", "PUT", "PATCH", "DELETE") or not isinstance(path, str):
-                raise invalid_syntax("bulk operations need a method (POST/PUT/PATCH/DELETE) and a path")
+                raise InvalidSyntax("bulk operations need a method (POST/PUT/PATCH/DELETE) and a path")
             missing = refs - ids.keys()
             if missing:
-                raise ScimError(409, f"bulkId:{sorted(missing)[0]} is not defined by any operation", "invalidValue")
+                raise UnresolvedReference(f"bulkId:{sorted(missing)[0]} is not defined by any operation")
             path = _substitute(path, ids)
             data = _substitute(low.get("data"), ids)
             m = re.fullmatch(r"/(Users|Groups)(?:/([^/]+))?", path.split("?")[0])
             if not m or (method == "POST") == bool(m.group(2)):
-                raise not_found(f"bulk path {path} is not a resource endpoint for {method}")
+                raise NotFound(f"bulk path {path} is not a resource endpoint for {method}")
             type_name = "User" if m.group(1) == "Users" else "Group"
             version = low.get("version")
             if version is not None and not isinstance(version, str):
-                raise invalid_value("version must be a string (the resource's ETag, e.g. W/\"3\")")
+                raise InvalidValue("version must be a string (the resource's ETag, e.g. W/\"3\")")
             if method == "POST":
                 if not isinstance(bulk_id, str) or not bulk_id:
-                    raise invalid_syntax("bulk POST operations need a bulkId")
+                    raise InvalidSyntax("bulk POST operations need a bulkId")
                 res = self.create(type_name, data)
                 ids[bulk_id] = res.body["id"]  # type: ignore[index]
             elif method == "PUT":
@@ -466,17 +469,22 @@ class ScimService:
             if res.etag:
                 out["version"] = res.etag
             return out
-        except ScimError as e:
+        except ModelError as e:
             return _bulk_error(op, e)
         except Exception:  # a bug must not hide the results of the operations already committed
             log.exception("bulk operation failed unexpectedly")
-            return _bulk_error(op, ScimError(500, "internal error in this operation; read the resource to see "
-                                                  "whether it was applied"))
+            return _bulk_failure(op, 500, error_body(500, "internal error in this operation; read the resource to "
+                                                          "see whether it was applied"))
 
 
-def _bulk_error(op: Any, e: ScimError) -> dict[str, Any]:
+def _bulk_error(op: Any, e: ModelError) -> dict[str, Any]:
+    """The result of an operation the model refused: its status and Error body (RFC 7644 §3.7.3)."""
+    return _bulk_failure(op, status_of(e), model_error_body(e))
+
+
+def _bulk_failure(op: Any, status: int, response: dict[str, Any]) -> dict[str, Any]:
     low = {k.lower(): v for k, v in op.items()} if isinstance(op, dict) else {}
-    out: dict[str, Any] = {"method": str(low.get("method") or ""), "status": str(e.status), "response": e.body()}
+    out: dict[str, Any] = {"method": str(low.get("method") or ""), "status": str(status), "response": response}
     if low.get("bulkid") is not None:
         out["bulkId"] = low["bulkid"]
     return out

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orgscim.model.errors import InvalidValue
 from orgscim.model.schemas import Attr
-
-from .errors import invalid_value
 
 _UNSET = None
 
@@ -41,7 +40,7 @@ def coerce_one(defn: Attr, value: Any, where: str) -> Any:
         if isinstance(value, str) and defn.sub("value") and not defn.multi:
             value = {"value": value}  # manager: "271"  (QUIRKS #7); never for multi-valued ("emails": "x")
         if not isinstance(value, dict):
-            raise invalid_value(f"{where} must be an object")
+            raise InvalidValue(f"{where} must be an object")
         out = {}
         for key, v in value.items():
             sub = defn.sub(key)
@@ -56,11 +55,11 @@ def coerce_one(defn: Attr, value: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"  # QUIRKS #2
-        raise invalid_value(f"{where} must be a boolean")
+        raise InvalidValue(f"{where} must be a boolean")
     if defn.type in ("integer", "decimal"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise invalid_value(f"{where} must be a number")
+            raise InvalidValue(f"{where} must be a number")
         return value
     if not isinstance(value, str):
-        raise invalid_value(f"{where} must be a string")
+        raise InvalidValue(f"{where} must be a string")
     return value

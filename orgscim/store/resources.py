@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from orgscim.model.clock import later, now
 from orgscim.model.contract import Member, MemberChange, OutboxEntry, Page, Resource
+from orgscim.model.errors import Uniqueness
 from orgscim.model.filter import AttrRef, Node
 from orgscim.model.types import JSON
 
@@ -23,10 +24,6 @@ from .sqlfilter import Compiler
 
 _COLUMNS = "r.pk, r.type, r.id, r.external_id, r.data, r.version, r.created, r.modified"
 T = TypeVar("T")
-
-
-class Conflict(Exception):
-    """A uniqueness constraint of the org would be violated."""
 
 
 def _resource(r: sqlite3.Row) -> Resource:
@@ -125,7 +122,7 @@ class ResourceStore:
                     self._apply_members(conn, pk, MemberChange(replace=members), ts)
                 self._outbox(conn, outbox, rid)
         except sqlite3.IntegrityError as e:
-            raise Conflict(str(e)) from e
+            raise Uniqueness(str(e)) from e
         return Resource(pk, rtype, rid, external_id, data, 1, ts, ts)
 
     def update(self, row: Resource, data: JSON, name: str, external_id: str | None,
@@ -149,7 +146,7 @@ class ResourceStore:
                     self._apply_members(conn, row.pk, members, ts)
                 self._outbox(conn, outbox, row.id)
         except sqlite3.IntegrityError as e:
-            raise Conflict(str(e)) from e
+            raise Uniqueness(str(e)) from e
         return Resource(row.pk, row.type, row.id, external_id, data, row.version + 1, row.created, ts)
 
     def delete(self, row: Resource, outbox: Sequence[OutboxEntry] = ()) -> bool:

@@ -15,17 +15,17 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthRequest, challenge
-from ..scim.errors import ScimError, invalid_syntax, not_found, uniqueness
+from ..model.errors import InvalidSyntax, ModelError, NotFound, Uniqueness
 from ..scim.service import Query, Result, ScimService, etag_matches
 from ..services import ConfigError, Services
 from ..store.db import is_disk_full
 from ..throttle import retry_after
+from .errors import SCIM_JSON, ScimError, error_response
 from .ops import readiness_check
 
 log = logging.getLogger("orgscim.web")
 bp = Blueprint("scim", __name__, url_prefix="/realms/<realm>/scim/v2/organizations/<org_id>")
 
-SCIM_JSON = "application/scim+json"
 JSON_TYPES = (SCIM_JSON, "application/json")
 MAX_JSON_DEPTH = 64
 TYPES = {"Users": "User", "Groups": "Group"}
@@ -40,13 +40,6 @@ def scim_response(result: Result) -> Response:
         resp.headers["Location"] = result.location
     if result.etag:
         resp.headers["ETag"] = result.etag
-    return resp
-
-
-def error_response(err: ScimError) -> Response:
-    resp = Response(json.dumps(err.body()), status=err.status, mimetype=SCIM_JSON)
-    for k, v in err.headers.items():
-        resp.headers[k] = v
     return resp
 
 
@@ -92,19 +85,19 @@ def body() -> Any:
         raise ScimError(415, f"Content-Type {ctype} is not supported; send application/scim+json (RFC 7644 §3.1)")
     raw = request.get_data(cache=True)
     if not raw.strip():
-        raise invalid_syntax("request body is empty; send a JSON object")
+        raise InvalidSyntax("request body is empty; send a JSON object")
     try:
         data = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
-        raise invalid_syntax(f"request body is not valid JSON: {str(e)[:100]}") from None
+        raise InvalidSyntax(f"request body is not valid JSON: {str(e)[:100]}") from None
     try:
         too_deep = _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH
     except UnicodeError:
-        raise invalid_syntax("request body holds a string with an unpaired surrogate (not Unicode text)") from None
+        raise InvalidSyntax("request body holds a string with an unpaired surrogate (not Unicode text)") from None
     except ValueError:
-        raise invalid_syntax("request body holds a string with a NUL character (U+0000)") from None
+        raise InvalidSyntax("request body holds a string with a NUL character (U+0000)") from None
     if too_deep:
-        raise invalid_syntax(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+        raise InvalidSyntax(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 
@@ -129,7 +122,7 @@ def resolve_and_authenticate() -> Response | None:
     services = current_app.extensions["orgscim"]
     org = services.orgs.org(g.realm, g.org_id)
     if org is None or not org.serving:
-        return error_response(not_found("SCIM is not enabled for this organization"))
+        return error_response(NotFound("SCIM is not enabled for this organization"))
     try:
         mode = services.auth_mode(org.auth_mode)
     except ConfigError as e:  # e.g. a third-party auth plugin was uninstalled
@@ -173,12 +166,13 @@ def deliver_now(resp: Response) -> Response:
         log.exception("immediate delivery failed; the worker will retry")
         return resp
     if refused:
-        return error_response(uniqueness(refused))
+        return error_response(Uniqueness(refused))
     return resp
 
 
 @bp.errorhandler(ScimError)
-def on_scim_error(e: ScimError) -> Response:
+@bp.errorhandler(ModelError)
+def on_scim_error(e: ScimError | ModelError) -> Response:
     return error_response(e)
 
 
@@ -292,4 +286,4 @@ def bulk() -> Response:
 @bp.route("/", defaults={"rest": ""}, methods=ALL)
 @bp.route("/<path:rest>", methods=ALL)
 def unknown(rest: str) -> Response:
-    return error_response(not_found(f"no SCIM endpoint /{rest}"))
+    return error_response(NotFound(f"no SCIM endpoint /{rest}"))
