@@ -39,6 +39,9 @@ from jose.backends.base import Key
 from jose.exceptions import JOSEError
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
+from .model.contract import JwksSets
+from .model.types import JSON
+
 MAX_KEYS = 100
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
@@ -51,29 +54,10 @@ FETCH_FAILED = "no JWK Set could be fetched from this URL (it must be a public h
 
 log = logging.getLogger("orgscim.jwks")
 
-JWK = dict[str, object]
+JWK = JSON
 """One JSON Web Key (RFC 7517 §4): untyped JSON members."""
 KeySet = dict[str, JWK]
 """``kid`` → public signature JWK."""
-
-
-class StoredSet(Protocol):
-    """A JWK Set as another process saved it (:class:`orgscim.model.contract.StoredJwks`)."""
-
-    keys: KeySet
-
-    @property
-    def age(self) -> float | None: ...
-
-
-class SharedSets(Protocol):
-    """Where JWK Sets are shared with the other processes of the host (:class:`orgscim.store.jwks.JwksStore`)."""
-
-    def load(self, uri: str) -> StoredSet | None: ...
-
-    def saved(self, uri: str, keys: KeySet) -> None: ...
-
-    def failed(self, uri: str, error: str) -> None: ...
 
 
 class Resolver(Protocol):
@@ -269,7 +253,7 @@ class JwksCache:
                  timeout: float = 5.0, max_bytes: int = 256 * 1024,
                  clock: Callable[[], float] = time.monotonic,
                  fetcher: Callable[[str], KeySet] | None = None,
-                 store: SharedSets | None = None, policy: UrlPolicy = STRICT, max_entries: int = MAX_ENTRIES) -> None:
+                 store: JwksSets | None = None, policy: UrlPolicy = STRICT, max_entries: int = MAX_ENTRIES) -> None:
         self.store = store  # sets shared with the other processes
         self.ttl = ttl
         self.min_interval = min_interval
@@ -369,7 +353,7 @@ class JwksCache:
                 self._forced.popitem(last=False)
             return True
 
-    def status(self, uri: str) -> dict[str, object]:
+    def status(self, uri: str) -> JSON:
         """What is cached for ``uri`` (for ``check``-style commands and tests): kids, age, last error."""
         entry = self._entry(uri)
         now = self.clock()
