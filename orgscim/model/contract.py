@@ -114,13 +114,15 @@ class Resources(Protocol):
 
     def create(self, rtype: str, data: JSON, name: str, external_id: str | None,
                members: list[Member] | None = None, outbox: Sequence[OutboxEntry] = ()) -> Resource:
-        """Store a new resource (version 1) with its members and outbox entries in one transaction. Raises the
-        store's uniqueness error when ``name`` (userName / displayName) is taken in the org, case-insensitively."""
+        """Store a new resource (version 1) with its members and outbox entries in one transaction. Raises
+        :class:`orgscim.model.errors.Uniqueness` when ``name`` (userName / displayName) is taken in the org for
+        the type, case-insensitively (then nothing is stored)."""
         ...
 
     def update(self, row: Resource, data: JSON, name: str, external_id: str | None,
                members: MemberChange | None = None, outbox: Sequence[OutboxEntry] = ()) -> Resource | None:
-        """Write a new state for ``row`` if nobody changed it since it was read; ``None`` otherwise."""
+        """Write a new state for ``row`` if nobody changed it since it was read; ``None`` otherwise. Raises
+        :class:`orgscim.model.errors.Uniqueness` like :meth:`create`."""
         ...
 
     def delete(self, row: Resource, outbox: Sequence[OutboxEntry] = ()) -> bool:
