@@ -22,9 +22,10 @@ from ..store.db import is_disk_full
 from ..throttle import retry_after
 from .errors import SCIM_JSON, ScimError, error_response
 from .ops import readiness_check
+from .urls import SCIM_PATH, scim_base_url
 
 log = logging.getLogger("orgscim.web")
-bp = Blueprint("scim", __name__, url_prefix="/realms/<realm>/scim/v2/organizations/<org_id>")
+bp = Blueprint("scim", __name__, url_prefix=SCIM_PATH.format(realm="<realm>", org_id="<org_id>"))
 
 JSON_TYPES = (SCIM_JSON, "application/json")
 MAX_JSON_DEPTH = 64
@@ -138,8 +139,7 @@ def resolve_and_authenticate() -> Response | None:
         resp = error_response(ScimError(401, "missing or invalid credentials for this SCIM endpoint"))
         resp.headers["WWW-Authenticate"] = challenge(mode, org)
         return resp
-    base = (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
-    g.scim = services.scim(org, f"{base}/realms/{g.realm}/scim/v2/organizations/{g.org_id}")
+    g.scim = services.scim(org, scim_base_url(g.realm, g.org_id))
     g.principal = principal
     g.org = org
     return None
