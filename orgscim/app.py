@@ -4,17 +4,16 @@ themselves are read by :func:`orgscim.config.load_config`, as for the CLI and th
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import instance_path, load_config
+from .config import Settings, instance_path, load_config
 from .services import Services
 from .store.db import Database
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+def create_app(test_config: Settings | None = None) -> Flask:
     """Build the web app. ``ORGSCIM_INSTANCE`` overrides the instance folder."""
     folder = instance_path()
     app = Flask(__name__, instance_path=folder, instance_relative_config=True)

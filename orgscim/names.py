@@ -8,8 +8,8 @@ index, so naming a page of rows costs a few indexed lookups and never a Keycloak
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
+from .model.types import JSON
 from .store.orgs import OrgStore
 
 
@@ -20,10 +20,10 @@ def org_label(name: str | None, alias: str | None, org_id: str) -> str:
     return f"{name} ({alias})" if alias and alias != name else name
 
 
-def add_names(orgs: OrgStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def add_names(orgs: OrgStore, rows: list[JSON]) -> list[JSON]:
     """Add ``orgName``, ``orgAlias`` and (rows with ``resourceId``) ``resourceName`` to rows that carry ``realm``
     and ``orgId``; changes the rows in place and returns them."""
-    by_org: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_org: dict[tuple[str, str], list[JSON]] = defaultdict(list)
     for row in rows:
         by_org[(row["realm"], row["orgId"])].append(row)
     by_realm: dict[str, list[str]] = defaultdict(list)
@@ -41,7 +41,7 @@ def add_names(orgs: OrgStore, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
-def _named_in(row: dict[str, Any]) -> str | None:
+def _named_in(row: JSON) -> str | None:
     """A Keycloak username a drift record carries itself (e.g. an unmanaged member has no SCIM resource)."""
     for side in (row.get("actual"), row.get("expected")):
         name = side.get("username") if isinstance(side, dict) else None

@@ -15,11 +15,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from .keycloak.client import KeycloakAdmin
+from .model.types import JSONValue
 from .provision.reconcile import Pacer, Reconciler
 from .services import Services
 
@@ -30,14 +30,22 @@ DEFAULT_RECONCILE_TICK = 60.0
 DEFAULT_RECONCILE_CALLS_PER_SECOND = 20.0
 
 
+#: a job's body; what it returns (a count, a summary) is recorded with the job's audit event
+JobFunction = Callable[[], object]
+
+
 @dataclass
 class Job:
+    """One scheduled job: it runs every ``interval`` seconds, at most once per interval across workers."""
+
     name: str
     interval: float
-    run: Callable[[], Any]
+    run: JobFunction
 
 
 class Worker:
+    """The jobs of one ``orgscim worker`` process (intervals from ``WORKER_<JOB>_SECONDS``)."""
+
     def __init__(self, services: Services, intervals: dict[str, float] | None = None) -> None:
         self.services = services
         cfg = services.config
@@ -53,7 +61,7 @@ class Worker:
                      for name, fn in self.job_functions().items()]
         self.runs: dict[str, int] = {j.name: 0 for j in self.jobs}
 
-    def job_functions(self) -> dict[str, Callable[[], Any]]:
+    def job_functions(self) -> dict[str, JobFunction]:
         return {"outbox": self.services.deliverer.deliver_all, "reconcile": self.reconcile,
                 "jwks": self.services.refresh_jwks, "housekeeping": self.housekeeping}
 
@@ -119,8 +127,7 @@ class Worker:
         scheduler.start()
 
 
-
-def _plain(result: Any) -> Any:
+def _plain(result: object) -> JSONValue:
     """Job results as JSON-able data for the audit event."""
     if result is None or isinstance(result, (int, float, str, dict, list)):
         return result

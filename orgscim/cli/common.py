@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
 from ..config import Settings, load_config
 from ..model.contract import Org, SchemaError
+from ..model.types import JSON, JSONValue
 from ..names import org_label
 from ..services import Services
 from ..store.db import Database
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+#: ``--json``: print the listing or result as JSON (every listing has it, DESIGN §8)
+json_option = click.option("--json", "as_json", is_flag=True)
+#: ``--realm`` / ``--org``: limit a command to one realm or one organization
+realm_option = click.option("--realm", "realm_name")
+org_option = click.option("--org", "org_id")
+
+
+def org_arguments(command: Command) -> Command:
+    """The ``REALM_NAME ORG_ID`` arguments of a command about one organization."""
+    return click.argument("realm_name")(click.argument("org_id")(command))
 
 
 def config() -> Settings:
@@ -43,12 +58,12 @@ def configured_org(services: Services, realm_name: str, org_id: str) -> Org:
     return o
 
 
-def emit(data: Any, as_json: bool, human: str) -> None:
+def emit(data: JSONValue, as_json: bool, human: str) -> None:
     """``data`` as JSON (``--json``), else the human text. ``data`` is whatever JSON the listing prints."""
     click.echo(json.dumps(data, indent=2) if as_json else human)
 
 
-def table(headers: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -> str:
+def table(headers: tuple[str, ...], rows: list[tuple[object, ...]], empty: str) -> str:
     """Rows as aligned columns under a header (the last column is not padded), or ``empty``."""
     if not rows:
         return empty
@@ -58,13 +73,13 @@ def table(headers: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -> 
                      for r in cells)
 
 
-def resource_cell(row: dict[str, Any]) -> str:
+def resource_cell(row: JSON) -> str:
     """``User alice@example.com (id)`` for a row with names (see :func:`orgscim.names.add_names`)."""
     name = row.get("resourceName")
     return f"{row['resourceType']} {name} ({row['resourceId']})" if name else f"{row['resourceType']} " \
         f"{row['resourceId']}"
 
 
-def org_cell(row: dict[str, Any]) -> str:
+def org_cell(row: JSON) -> str:
     """The organization of a named row (see :func:`orgscim.names.add_names`)."""
     return org_label(row.get("orgName"), row.get("orgAlias"), row["orgId"])

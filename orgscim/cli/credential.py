@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from ..auth import CredentialIssuer, IssuedCredential
 from ..model.contract import Org
+from ..model.types import JSON
 from ..services import ConfigError, Services
-from .common import configured_org, emit, services
+from .common import configured_org, emit, json_option, org_arguments, services
 
 
 @click.group("credential")
@@ -25,7 +24,7 @@ def _issuer(svc: Services, o: Org) -> CredentialIssuer:
         raise click.ClickException(str(e)) from None
 
 
-def _issued(issued: IssuedCredential) -> tuple[dict[str, Any], str]:
+def _issued(issued: IssuedCredential) -> tuple[JSON, str]:
     """JSON and human forms of a new credential: the only time its secret is ever shown."""
     data = issued.public()
     if issued.username:
@@ -52,9 +51,8 @@ def _duration(value: str) -> float:
 
 
 @credential.command("create")
-@click.argument("realm_name")
-@click.argument("org_id")
-@click.option("--json", "as_json", is_flag=True)
+@org_arguments
+@json_option
 def credential_create(realm_name: str, org_id: str, as_json: bool) -> None:
     """Issue a new credential (existing ones stay valid); the secret is printed once and never again."""
     svc = services()
@@ -64,12 +62,11 @@ def credential_create(realm_name: str, org_id: str, as_json: bool) -> None:
 
 
 @credential.command("rotate")
-@click.argument("realm_name")
-@click.argument("org_id")
+@org_arguments
 @click.option("--grace", default=None, metavar="DURATION",
               help="how long the previous credentials keep working, e.g. 24h, 30m, 0 (default: the org's "
                    "grace_hours setting, else 24h)")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def credential_rotate(realm_name: str, org_id: str, grace: str | None, as_json: bool) -> None:
     """Issue a new credential; the org's previous active ones expire after the grace period."""
     svc = services()
@@ -83,9 +80,8 @@ def credential_rotate(realm_name: str, org_id: str, grace: str | None, as_json: 
 
 
 @credential.command("list")
-@click.argument("realm_name")
-@click.argument("org_id")
-@click.option("--json", "as_json", is_flag=True)
+@org_arguments
+@json_option
 def credential_list(realm_name: str, org_id: str, as_json: bool) -> None:
     """Credentials with created / last used / expires / revoked (never a secret or a hash)."""
     svc = services()
@@ -97,10 +93,9 @@ def credential_list(realm_name: str, org_id: str, as_json: bool) -> None:
 
 
 @credential.command("revoke")
-@click.argument("realm_name")
-@click.argument("org_id")
+@org_arguments
 @click.argument("credential_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def credential_revoke(realm_name: str, org_id: str, credential_id: str, as_json: bool) -> None:
     """Revoke a credential immediately (every process refuses it from the next request on)."""
     svc = services()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import emit, services
+from .common import emit, json_option, services
 
 
 @click.group()
@@ -15,7 +15,7 @@ def jwks() -> None:
 
 
 @jwks.command("refresh")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def jwks_refresh(as_json: bool) -> None:
     """Fetch every JWK Set in use now (the worker does it every WORKER_JWKS_SECONDS); exit 1 if one fails."""
     from ..store.jwks import JwksStore

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
+from ..model.types import JSON
 from ..services import ConfigError
-from .common import config, emit, services
+from .common import config, emit, json_option, services
 
 
 @click.command()
 @click.option("--realm", "realm_names", multiple=True, help="realm to check (default: every configured realm)")
 @click.option("--require-keycloak", is_flag=True,
               help="fail when KEYCLOAK_URL is not set (the systemd units use it: never start standalone by mistake)")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def check(realm_names: tuple[str, ...], require_keycloak: bool, as_json: bool) -> None:
     """Check the configuration, Keycloak reachability and the service account's roles (exit 1 on a problem)."""
     from ..keycloak.client import KeycloakError
 
     svc = services()
-    report: list[dict[str, Any]] = []
+    report: list[JSON] = []
     ok = True
     realms = list(realm_names) or [r["realm"] for r in svc.orgs.realms()]
     if not svc.keycloak_configured:
@@ -72,7 +72,7 @@ def keycloak_group() -> None:
 @click.option("--client-id", default="orgscim", show_default=True, help="the service-account client")
 @click.option("--admin-client-id", default="orgscim-admin", show_default=True, help="the admin-login client")
 @click.option("--new-secrets", is_flag=True, help="regenerate both client secrets (default: keep existing ones)")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def keycloak_bootstrap(realm_name: str, keycloak_url: str | None, admin_user: str, admin_realm: str,
                        admin_password_file: str | None, orgscim_url: str | None, secrets_dir: str, client_id: str,
                        admin_client_id: str, new_secrets: bool, as_json: bool) -> None:

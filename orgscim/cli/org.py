@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Any
 
 import click
 
+from ..model.types import JSON
 from ..names import org_label
 from ..services import ConfigError, org_status
-from .common import configured_org, emit, services, table
+from .common import configured_org, emit, json_option, org_arguments, realm_option, services, table
 from .credential import credential
 
 
@@ -22,9 +22,9 @@ def org() -> None:
 org.add_command(credential)
 
 
-def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_settings(pairs: tuple[str, ...]) -> JSON:
     """``KEY=VALUE`` pairs as a settings object; a value is JSON when it parses as JSON, else the string."""
-    out: dict[str, Any] = {}
+    out: JSON = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -37,8 +37,7 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 @org.command("configure")
-@click.argument("realm_name")
-@click.argument("org_id")
+@org_arguments
 @click.option("--auth-mode", required=True, help="EXTERNAL_SECRET, or any installed auth-mode plugin")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="auth-mode setting (repeatable)")
 @click.option("--federation", default="none", show_default=True, help="federation plugin: none, link-org-idp, …")
@@ -47,7 +46,7 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="username_policy=userName|email, delete_policy=delete|disable, adopt_policy=never|org-members")
 @click.option("--disable", is_flag=True, help="keep the config but close the endpoint")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def org_configure(realm_name: str, org_id: str, auth_mode: str, settings: tuple[str, ...], federation: str,
                   fed_settings: tuple[str, ...], options: tuple[str, ...], disable: bool, as_json: bool) -> None:
     """Create or update ORG_ID's SCIM config (enabled unless --disable).
@@ -66,7 +65,7 @@ def org_configure(realm_name: str, org_id: str, auth_mode: str, settings: tuple[
 
 
 @org.command("list")
-@click.option("--realm", "realm_name")
+@realm_option
 @click.option("--search", help="part of the name, alias or id (case-insensitive)")
 @click.option("--status", type=click.Choice(["configured", "not-configured", "drift", "failing"]),
               help="only configured orgs, organizations without SCIM config, orgs with open drift, or with failing "
@@ -101,9 +100,8 @@ def org_list(realm_name: str | None, search: str | None, status: str | None, lim
 
 
 @org.command("show")
-@click.argument("realm_name")
-@click.argument("org_id")
-@click.option("--json", "as_json", is_flag=True)
+@org_arguments
+@json_option
 def org_show(realm_name: str, org_id: str, as_json: bool) -> None:
     svc = services()
     o = configured_org(svc, realm_name, org_id)

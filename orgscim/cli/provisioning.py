@@ -10,18 +10,28 @@ from typing import TYPE_CHECKING
 import click
 
 from ..names import add_names
-from .common import configured_org, emit, org_cell, resource_cell, services, table
+from .common import (
+    configured_org,
+    emit,
+    json_option,
+    org_cell,
+    org_option,
+    realm_option,
+    resource_cell,
+    services,
+    table,
+)
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar  # what click.progressbar returns
 
 
 @click.command()
-@click.option("--realm", "realm_name")
-@click.option("--org", "org_id")
+@realm_option
+@org_option
 @click.option("--all", "include_done", is_flag=True, help="include delivered entries")
 @click.option("--retry", is_flag=True, help="make pending entries due now and deliver them")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry: bool, as_json: bool) -> None:
     """Pending Keycloak changes (exit 1 when some are pending)."""
     svc = services()
@@ -50,11 +60,11 @@ def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry
 
 
 @click.command()
-@click.option("--realm", "realm_name")
-@click.option("--org", "org_id")
+@realm_option
+@org_option
 @click.option("--dry-run", "dry_run", is_flag=True, help="compare and print; write nothing anywhere")
 @click.option("--repair", is_flag=True, help="make Keycloak match SCIM for what orgscim owns")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair: bool, as_json: bool) -> None:
     """Compare SCIM state with Keycloak and record drift (exit 1 if drift remains)."""
     from ..provision.reconcile import Reconciler
@@ -94,9 +104,9 @@ def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair:
 
 
 @click.command()
-@click.option("--org", "org_id")
+@org_option
 @click.option("--all", "include_resolved", is_flag=True, help="include resolved records")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def drift(org_id: str | None, include_resolved: bool, as_json: bool) -> None:
     """Recorded differences between SCIM and Keycloak (exit 1 if any is open)."""
     svc = services()

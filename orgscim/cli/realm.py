@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, services
+from .common import emit, json_option, services
 
 
 @click.group()
@@ -28,7 +28,7 @@ def realm_disable(realm_name: str) -> None:
 
 @realm.command("show")
 @click.argument("realm_name", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def realm_show(realm_name: str | None, as_json: bool) -> None:
     rows = [r for r in services().orgs.realms() if realm_name in (None, r["realm"])]
     emit(rows, as_json, "\n".join(f"{r['realm']}\tscim={'on' if r['scimEnabled'] else 'off'}" for r in rows)

@@ -13,17 +13,37 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TypedDict
 from urllib.parse import quote
 
 from flask import Flask, request
+from werkzeug.test import TestResponse
 
 from ..model.contract import Org
+from ..model.types import JSON
+from .urls import SCIM_PATH
 
 TEST_LOOKUP = "orgscim.connection.test@example.invalid"
 SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SCIM_JSON = "application/scim+json"
+BODY_SHOWN = 2000  # characters of an answer the page shows
+
+
+class Step(TypedDict):
+    """One request of the test and what came back."""
+
+    request: str  # method and path
+    status: int
+    ok: bool
+    summary: str  # what an admin needs to read
+    contentType: str | None
+    body: str  # the SCIM answer, shortened
+
+
+#: reads a 200 answer's JSON: a summary, or None when it is not the SCIM answer expected
+Summary = Callable[[JSON], "str | None"]
 
 
 def authorization(credential: str, username: str = "") -> str:
@@ -36,16 +56,16 @@ def authorization(credential: str, username: str = "") -> str:
     return f"Bearer {credential}"
 
 
-def connection_test(app: Flask, org: Org, credential: str, username: str, lookup: str) -> list[dict[str, Any]]:
+def connection_test(app: Flask, org: Org, credential: str, username: str, lookup: str) -> list[Step]:
     """Run the two requests; one step per request: ``request`` (method and path), ``status``, ``ok``,
     ``summary`` (what an admin needs to read) and ``body`` (the SCIM answer, shortened)."""
-    base = f"/realms/{quote(org.realm, safe='')}/scim/v2/organizations/{quote(org.org_id, safe='')}"
+    base = SCIM_PATH.format(realm=quote(org.realm, safe=''), org_id=quote(org.org_id, safe=''))
     headers = {"Authorization": authorization(credential, username), "Accept": SCIM_JSON,
                "User-Agent": "orgscim connection test"}
     # the admin's address (auth throttle, audit) and host (URLs in the answers, ALLOWED_HOSTS) carry over
     environ = {"REMOTE_ADDR": request.remote_addr or "127.0.0.1"}
     client = app.test_client()
-    steps = []
+    steps: list[Step] = []
     spc = client.get(f"{base}/ServiceProviderConfig", headers=headers, environ_base=environ,
                      base_url=request.host_url)
     steps.append(_step("GET", f"{base}/ServiceProviderConfig", spc, _spc_summary))
@@ -57,7 +77,7 @@ def connection_test(app: Flask, org: Org, credential: str, username: str, lookup
     return steps
 
 
-def _step(method: str, path: str, resp: Any, summarize: Any) -> dict[str, Any]:
+def _step(method: str, path: str, resp: TestResponse, summarize: Summary) -> Step:
     try:
         data = json.loads(resp.get_data(as_text=True) or "null")
     except ValueError:
@@ -73,7 +93,7 @@ def _step(method: str, path: str, resp: Any, summarize: Any) -> dict[str, Any]:
     text = json.dumps(data, indent=2) if data is not None else resp.get_data(as_text=True)
     return {"request": f"{method} {path}", "status": resp.status_code, "ok": ok,
             "summary": summary or "not a SCIM answer", "contentType": resp.mimetype,
-            "body": text[:2000] + ("…" if len(text) > 2000 else "")}
+            "body": text[:BODY_SHOWN] + ("…" if len(text) > BODY_SHOWN else "")}
 
 
 def _hint(status: int) -> str:
@@ -83,7 +103,7 @@ def _hint(status: int) -> str:
             429: " — too many failed attempts from this address; wait and try again"}.get(status, "")
 
 
-def _spc_summary(data: dict[str, Any]) -> str | None:
+def _spc_summary(data: JSON) -> str | None:
     if SPC_URN not in (data.get("schemas") or []):
         return None
 
@@ -96,7 +116,7 @@ def _spc_summary(data: dict[str, Any]) -> str | None:
             f"{on('etag')}; authentication: {schemes or 'none published'}")
 
 
-def _list_summary(data: dict[str, Any]) -> str | None:
+def _list_summary(data: JSON) -> str | None:
     if LIST_URN not in (data.get("schemas") or []) or not isinstance(data.get("totalResults"), int):
         return None
     n = data["totalResults"]

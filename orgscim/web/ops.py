@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -139,7 +138,7 @@ def _start_timer() -> None:
 
 @bp.after_app_request
 def _observe(resp: Response) -> Response:
-    started: Any = g.get("orgscim_started")
+    started: float | None = g.get("orgscim_started")
     if started is not None:
         metrics.observe_request(route_label(), request.method, resp.status_code, time.perf_counter() - started)
     return resp

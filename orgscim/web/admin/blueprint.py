@@ -8,14 +8,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ...auth.caller import Caller
+from ...keycloak.client import KeycloakUnavailable
 from ...model.contract import Org
+from ...model.types import JSON
 from ...services import ConfigError, Services
 from ..config_api import realm_tokens
 from .csrf import csrf_token, csrf_valid
@@ -90,7 +91,7 @@ def settings() -> Settings:
 
 
 # -- the session's admin ------------------------------------------------------------------------------------
-def current_user() -> dict[str, Any] | None:
+def current_user() -> JSON | None:
     """The logged-in admin of this session (as :func:`.login.callback` stored it: JSON in the signed cookie), or
     None (none, expired, or another realm)."""
     user = session.get("user")
@@ -105,6 +106,14 @@ def caller() -> Caller:
     """The logged-in admin as the config API's :class:`Caller` (for :class:`OrgAdmin` and audit)."""
     user = g.admin_user
     return Caller(user["realm"], user["sub"], user["username"], settings().oidc.client_id, frozenset(user["roles"]))
+
+
+def keycloak_trouble(e: Exception, realm: str) -> str:
+    """The start of a Keycloak (or config) error for a page; Keycloak not answering also pauses inline delivery
+    to ``realm`` for a while (:meth:`Services.keycloak_failed`)."""
+    if isinstance(e, KeycloakUnavailable):
+        services().keycloak_failed(realm)
+    return str(e)[:200]
 
 
 def configured(org_id: str) -> Org:

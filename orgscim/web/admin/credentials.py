@@ -3,11 +3,10 @@ it; the form carries a one-time value, so a resubmitted form (reload) does not c
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ...auth import IssuedCredential, Rotation
 from ...model.contract import Org
 from ...orgadmin import OrgAdmin
 from ...services import ConfigError
@@ -16,7 +15,7 @@ from .blueprint import Page, PageResult, bp, caller, configured, services
 from .csrf import fresh_once, spend_once
 
 
-def _secret_page(org: Org, issued: Any, rotation: Any = None) -> PageResult:
+def _secret_page(org: Org, issued: IssuedCredential, rotation: Rotation | None = None) -> PageResult:
     """The one page that shows a new secret."""
     name = (services().orgs.org_names(org.realm, [org.org_id]).get(org.org_id) or {}).get("name")
     return render_template("secret.html", org=org, name=name, issued=issued, rotation=rotation, user=g.admin_user,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from flask import redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
@@ -21,9 +20,9 @@ from .oidc import LOGIN_SECONDS, LoginFailed, answers
 log = logging.getLogger("orgscim.web")
 
 
-def _external(endpoint: str, **values: Any) -> str:
+def _external(endpoint: str) -> str:
     """An absolute URL of this app, on ``PUBLIC_BASE_URL`` when one is configured (behind a proxy)."""
-    return public_url(url_for(endpoint, **values))
+    return public_url(url_for(endpoint))
 
 
 def _safe_next(value: str | None) -> str | None:

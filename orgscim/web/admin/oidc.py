@@ -11,12 +11,13 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlencode
 
 import requests
 
 from ...auth import AuthFailed
+from ...model.types import JSON
 
 if TYPE_CHECKING:
     from ...auth.caller import Caller
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 LOGIN_SECONDS = 600  # a login started longer ago than this must start again
 
 #: Keycloak's token response (RFC 6749 §5.1): JSON as Keycloak sends it
-TokenResponse = dict[str, Any]
+TokenResponse = JSON
 
 
 class PendingLogin(TypedDict):
@@ -108,7 +109,7 @@ class OidcClient:
                               "log in again.")
         return data
 
-    def verify(self, tokens: TokenResponse, nonce: str) -> tuple[Caller, dict[str, Any]]:
+    def verify(self, tokens: TokenResponse, nonce: str) -> tuple[Caller, JSON]:
         """The user of a token response and its ID token's claims (OIDC Core §3.1.3.7: signature, issuer, audience,
         expiry, ``nonce``); the access token must name the same user. :class:`AuthFailed` otherwise."""
         id_claims = self.tokens.verify(self.realm, tokens.get("id_token") or "", audience=self.client_id)

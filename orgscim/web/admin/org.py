@@ -4,27 +4,27 @@ the config form; configuring, repairing drift, testing the connection and removi
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ... import plugins
-from ...keycloak.client import KeycloakError, KeycloakUnavailable
+from ...keycloak.client import KeycloakError
 from ...model.contract import Org
+from ...model.types import JSON
 from ...orgadmin import OrgAdmin
 from ...provision.mapping import ORG_SETTINGS
 from ...services import ConfigError, Services
 from .. import forms
-from ..connection_test import TEST_LOOKUP, connection_test
+from ..connection_test import TEST_LOOKUP, Step, connection_test
 from ..idp_guides import GUIDES
 from ..urls import scim_base_url
-from .blueprint import Page, PageResult, bp, caller, configured, services, settings
+from .blueprint import Page, PageResult, bp, caller, configured, keycloak_trouble, services, settings
 from .csrf import once_token
 
 
 def _org_page(org_id: str, status: int = 200, error: str | None = None, form: forms.ConfigForm | None = None,
-              test: list[dict[str, Any]] | None = None) -> PageResult:
+              test: list[Step] | None = None) -> PageResult:
     """One org: its Keycloak organization, SCIM config, counts, credentials, IdP instructions, the config form."""
     s = settings()
     svc = services()
@@ -34,13 +34,12 @@ def _org_page(org_id: str, status: int = 200, error: str | None = None, form: fo
         admin = svc.keycloak(s.realm) if svc.keycloak_up(s.realm) else None
         kc_org = admin.get_organization(org_id) if admin else None
     except KeycloakError as e:
-        if isinstance(e, KeycloakUnavailable):
-            svc.keycloak_failed(s.realm)
+        detail = keycloak_trouble(e, s.realm)
         if e.status == 404 and org is None:
             raise Page(404, "No such organization", f"Realm {s.realm} has no organization with id {org_id}. "
                        "Pick one from the organizations list.") from None
         warning = ("Keycloak no longer lists this organization: its SCIM endpoint stays closed."
-                   if e.status == 404 else f"Keycloak did not answer ({str(e)[:200]}).")
+                   if e.status == 404 else f"Keycloak did not answer ({detail}).")
     except ConfigError as e:
         warning = str(e)
     names = kc_org or svc.orgs.org_names(s.realm, [org_id]).get(org_id) or {}
@@ -100,7 +99,7 @@ def configure(org_id: str) -> Response | PageResult:
     return redirect(url_for("admin.org", org_id=org_id))
 
 
-def _json_field(label: str, text: str) -> dict[str, Any]:
+def _json_field(label: str, text: str) -> JSON:
     """A JSON-object form field, or a :class:`ConfigError` that names it."""
     try:
         value = json.loads(text.strip() or "{}")
@@ -124,12 +123,11 @@ def repair(org_id: str) -> Response:
     try:
         summary = Reconciler(svc, "repair").run(org.realm, org.org_id)
     except (KeycloakError, ConfigError) as e:
-        if isinstance(e, KeycloakUnavailable):
-            svc.keycloak_failed(org.realm)
-        raise Page(502, "Keycloak did not answer", f"The repair could not compare with Keycloak ({str(e)[:200]}); "
+        raise Page(502, "Keycloak did not answer", f"The repair could not compare with Keycloak "
+                   f"({keycloak_trouble(e, org.realm)}); "
                    "nothing was changed. Try again later.", retry=False) from None
     OrgAdmin(svc, caller(), "admin").audit(org.pk, "drift.repaired", repaired=summary.repaired,
-                                                remaining=len(summary.findings))
+                                           remaining=len(summary.findings))
     left = len(summary.findings)
     flash(f"Repair queued {summary.repaired} change(s) through the outbox; {left} difference(s) remain"
           + (" (orgscim does not own them, or Keycloak refused: see Drift)." if left else "."), "ok")

@@ -4,16 +4,16 @@ realm's SCIM flag."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ...keycloak.client import KeycloakError, KeycloakUnavailable
+from ...keycloak.client import KeycloakError
 from ...model.contract import ORG_STATUS_FILTERS
+from ...model.types import JSON
 from ...orgadmin import OrgAdmin
 from ...services import ConfigError, org_status
-from .blueprint import Page, bp, caller, services, settings
+from .blueprint import Page, bp, caller, keycloak_trouble, services, settings
 
 NAMES_REFRESH_SECONDS = 300.0  # how often (per process) the orgs page asks Keycloak for new organization names
 NAMES_BATCH = 100  # organizations stored per write while Keycloak's list is paged
@@ -34,7 +34,7 @@ def _refresh_names(realm: str) -> str | None:
         admin = svc.keycloak(realm)
         if admin is None:
             return "Keycloak is not configured (KEYCLOAK_URL): only configured orgs are listed, without names."
-        page: list[dict[str, Any]] = []  # Keycloak's organization representations
+        page: list[JSON] = []  # Keycloak's organization representations
         for kc_org in admin.iter_organizations():
             page.append(kc_org)
             if len(page) == NAMES_BATCH:
@@ -42,9 +42,7 @@ def _refresh_names(realm: str) -> str | None:
                 page = []
         svc.orgs.seen_in_keycloak(realm, page)
     except (KeycloakError, ConfigError) as e:
-        if isinstance(e, KeycloakUnavailable):
-            svc.keycloak_failed(realm)
-        return f"Keycloak did not list its organizations ({str(e)[:200]}); {fallback}"
+        return f"Keycloak did not list its organizations ({keycloak_trouble(e, realm)}); {fallback}"
     _names_refreshed[realm] = time.monotonic()
     return None
 

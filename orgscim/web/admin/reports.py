@@ -3,11 +3,11 @@ audit events, each row with its organization's and resource's names (:func:`orgs
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import g, render_template, request
 
+from ...model.types import JSON
 from ...names import add_names
+from ...store.sync import OutboxItem
 from .blueprint import bp, services, settings
 
 MAX_LISTED = 500  # rows on the drift and activity pages
@@ -24,7 +24,7 @@ def drift() -> str:
     if only and org is None:
         rows = []
     add_names(svc.orgs, rows)
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[JSON]] = {}
     for d in rows:
         groups.setdefault(d["orgId"], []).append(d)
     return render_template("drift.html", groups=list(groups.items()), realm=s.realm, user=g.admin_user,
@@ -39,7 +39,7 @@ def activity() -> str:
     svc = services()
     orgs = {o.pk: o for o in svc.orgs.orgs(s.realm)}
 
-    def named(items: list[Any]) -> list[dict[str, Any]]:
+    def named(items: list[OutboxItem]) -> list[JSON]:
         return add_names(svc.orgs, [{**i.public(), "realm": s.realm, "orgId": orgs[i.org_pk].org_id}
                                          for i in items if i.org_pk in orgs])
 
