@@ -90,7 +90,7 @@ def counted(services: Services) -> Pacer:
     client = services.keycloak(REALM)
     assert client is not None
     pacer = Pacer(0)
-    client.session.hooks["response"].append(pacer)
+    client.session.hooks.append(pacer)
     return pacer
 
 

@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -103,24 +102,11 @@ def observe_keycloak(method: str, status: int | None, seconds: float) -> None:
         m.keycloak_errors.labels("429" if status == 429 else outcome).inc()
 
 
-def instrument_session(session: Any) -> None:
-    """Time every request a ``requests.Session`` sends (the Keycloak admin client's), without touching URLs."""
-    if getattr(session, "_orgscim_timed", False):
-        return
-    send = session.send
-
-    def timed_send(request: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            resp = send(request, **kwargs)
-        except Exception:
-            observe_keycloak(str(request.method), None, time.perf_counter() - started)
-            raise
-        observe_keycloak(str(request.method), resp.status_code, time.perf_counter() - started)
-        return resp
-
-    session.send = timed_send
-    session._orgscim_timed = True
+def instrument_session(transport: Any) -> None:
+    """Time every request the Keycloak admin client's transport sends (method and status, never URLs)."""
+    if not getattr(transport, "_orgscim_timed", False):
+        transport.hooks.append(lambda x: observe_keycloak(x.method, x.status, x.seconds))
+        transport._orgscim_timed = True
 
 
 def auth_failure(mode: str, reason: str) -> None:

@@ -88,7 +88,7 @@ class Worker:
                 rate = float(self.services.config.get("RECONCILE_CALLS_PER_SECOND",
                                                       DEFAULT_RECONCILE_CALLS_PER_SECOND))
                 self._pacers[realm] = Pacer(rate)
-                admin.session.hooks["response"].append(self._pacers[realm])
+                admin.session.hooks.append(self._pacers[realm])
             self._reconcile_admins[realm] = admin
         return self._reconcile_admins[realm]
 

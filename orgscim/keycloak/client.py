@@ -50,7 +50,6 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from orgscim.keycloak.errors import (
     BadRequest,
@@ -65,6 +64,7 @@ from orgscim.keycloak.errors import (
     error_for_status,
     retry_after_seconds,
 )
+from orgscim.keycloak.transport import Response, Transport
 
 __all__ = [
     "BadRequest",
@@ -134,7 +134,7 @@ def _b64url_json(segment: str) -> JSON:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
-def _id_from_location(resp: requests.Response) -> str:
+def _id_from_location(resp: Response) -> str:
     loc = resp.headers.get("Location")
     if not loc:
         raise KeycloakError(resp.status_code, None, message="201 without a Location header")
@@ -159,7 +159,7 @@ class KeycloakAdmin:
     :param client_id: confidential client with a service account.
     :param client_secret: its secret.
     :param timeout: seconds for each HTTP request (connect and read).
-    :param session: a ``requests.Session`` to use (one is created otherwise).
+    :param session: the HTTP transport to use (:class:`Transport`; one is created otherwise).
     :param page_size: ``max`` used by the ``iter_*`` generators.
     :param retries: extra attempts for GETs on connection errors / timeouts / 5xx.
     :param backoff: seconds before the first retry (doubled each time).
@@ -176,7 +176,7 @@ class KeycloakAdmin:
         client_id: str,
         client_secret: str,
         timeout: float = 10,
-        session: requests.Session | None = None,
+        session: Transport | None = None,
         *,
         page_size: int = 100,
         retries: int = 2,
@@ -189,12 +189,7 @@ class KeycloakAdmin:
         self.client_id = client_id
         self._client_secret = client_secret
         self.timeout = timeout
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size))
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self.session = session
+        self.session = Transport(pool_size) if session is None else session
         self.max_wait = max_wait
         self._local = threading.local()
         self.page_size = page_size
@@ -278,7 +273,7 @@ class KeycloakAdmin:
         json_body: Any = None,
         has_body: bool = False,
         expected: Iterable[int] = (200,),
-    ) -> requests.Response:
+    ) -> Response:
         """Send one admin API request and map errors to exceptions.
 
         *path* is relative to :attr:`admin_url` (``"/users"``) or absolute (``"http..."``). Send a JSON
@@ -953,7 +948,7 @@ class KeycloakAdmin:
         return self._get(f"/clients/{quote(client_uuid, safe='')}")
 
 
-def _body(resp: requests.Response) -> Any:
+def _body(resp: Response) -> Any:
     if not resp.content:
         return None
     try:

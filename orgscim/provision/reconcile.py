@@ -79,8 +79,9 @@ SPREAD = 0.8  # the worker reconciles every org within this share of its interva
 
 
 class Pacer:
-    """A ``requests`` response hook that counts one client's Keycloak calls and keeps them at or below
-    ``rate`` per second (after a burst of ``rate`` calls), so reconcile's load on Keycloak is bounded."""
+    """A hook of the admin client's transport (:class:`orgscim.keycloak.transport.Transport`) that counts one
+    client's Keycloak calls and keeps them at or below ``rate`` per second (after a burst of ``rate`` calls), so
+    reconcile's load on Keycloak is bounded."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -88,17 +89,16 @@ class Pacer:
         self._lock = threading.Lock()
         self._tat = time.monotonic()  # theoretical arrival time of the next call (GCRA)
 
-    def __call__(self, resp: Any, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, exchange: object) -> None:
         with self._lock:
             self.calls += 1
             if self.rate <= 0:
-                return resp
+                return
             t = time.monotonic()
             self._tat = max(self._tat, t) + 1 / self.rate
             wait = self._tat - t - 1.0  # one second's worth of calls may go at once
         if wait > 0:
             time.sleep(wait)
-        return resp
 
 
 def paged(fetch: Callable[[int, int], list[Any]], pool: ThreadPoolExecutor, size: int = PAGE) -> Iterator[list[Any]]:

@@ -244,4 +244,5 @@ def test_deadline_cuts_timeouts_and_refuses_when_spent(monkeypatch: pytest.Monke
 
 def test_pool_sized_for_the_delivery_threads() -> None:
     kc = KeycloakAdmin("http://kc", "r", "c", "s", pool_size=24)
-    assert kc.session.get_adapter("http://kc/x")._pool_maxsize == 24  # noqa: SLF001
+    assert kc.session.pool_size == 24
+    assert kc.session._manager("http://kc/x").connection_pool_kw["maxsize"] == 24  # noqa: SLF001

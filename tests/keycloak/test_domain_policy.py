@@ -52,7 +52,7 @@ def test_org_cannot_take_another_orgs_addresses(keycloak: Any, tmp_path: Path, k
     calls: list[str] = []
     client = scim.services.keycloak(REALM)
     assert client is not None
-    client.session.hooks["response"].append(lambda r, *args, **kw: calls.append(f"{r.request.method} {r.url}"))
+    client.session.hooks.append(lambda x: calls.append(f"{x.method} {x.url}"))
 
     own = scim.call("POST", "/Users", body(f"ann@{dom_a}", f"ann@{dom_a}"), 201).get_json()
     squat = f"{uniq('bob')}@{dom_b}"
