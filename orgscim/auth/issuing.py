@@ -8,7 +8,7 @@ Generated values, Argon2id hashes (RFC 9106), several per org, rotation with a g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol
 
 from ..model.clock import later
 from ..model.contract import Credential, Org
@@ -46,7 +46,6 @@ class Rotation:
     deadline: str
 
 
-@runtime_checkable
 class CredentialIssuer(Protocol):
     """An auth-mode plugin whose credentials orgscim generates."""
 
