@@ -18,7 +18,8 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+
+from orgscim.model.types import JSON
 
 from .db import BUSY_TIMEOUT_MS, Database
 
@@ -62,14 +63,14 @@ class ReconcileScratch:
         os.unlink(self.path)
 
     # -- snapshots ------------------------------------------------------------------------------
-    def add_members(self, members: Iterable[dict[str, Any]]) -> int:
+    def add_members(self, members: Iterable[JSON]) -> int:
         rows = [(m["id"], m.get("username"), m.get("email"), m.get("firstName"), m.get("lastName"),
                  int(bool(m.get("enabled", True))), json.dumps(m.get("attributes") or {}), m.get("membershipType"))
                 for m in members]
         self.conn.executemany("INSERT OR REPLACE INTO scratch.members VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
-    def add_groups(self, groups: Iterable[dict[str, Any]]) -> None:
+    def add_groups(self, groups: Iterable[JSON]) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO scratch.groups VALUES (?, ?)",
                               [(g["id"], g.get("name")) for g in groups])
 
