@@ -13,7 +13,7 @@ import pytest
 from conftest import ERROR_URN, GROUP_URN, PATCH_URN, USER_URN
 
 from orgscim.model import filter as flt
-from orgscim.scim import service as scim_service
+from orgscim.scim import limits as scim_limits
 
 BULK_REQ = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 
@@ -139,7 +139,7 @@ def test_bulk_forward_references_and_cycles_still_resolve(api: Any) -> None:
 
 
 def test_bulk_references_per_operation_are_capped(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scim_service, "MAX_BULK_REFERENCES", 5)
+    monkeypatch.setattr(scim_limits, "MAX_BULK_REFERENCES", 5)
     resp = api.post("/Bulk", {"schemas": [BULK_REQ], "Operations": [
         {"method": "POST", "path": "/Groups", "bulkId": "g", "data": {
             "schemas": [GROUP_URN], "displayName": "many-refs",
@@ -153,7 +153,7 @@ def test_bulk_references_per_operation_are_capped(api: Any, monkeypatch: pytest.
 def test_group_list_pages_stop_at_the_member_budget(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """GET /Groups?count=1000 loaded every member of every group; a page now holds at most MAX_LISTED_MEMBERS
     member rows (at least one group), and paging on from itemsPerPage reaches every group."""
-    monkeypatch.setattr(scim_service, "MAX_LISTED_MEMBERS", 5)
+    monkeypatch.setattr(scim_limits, "MAX_LISTED_MEMBERS", 5)
     users = [api.create_user(f"lm-{i}")["id"] for i in range(3)]
     for i in range(4):
         api.create_group(f"lg-{i}", members=[{"value": u} for u in users])

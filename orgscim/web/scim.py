@@ -16,7 +16,9 @@ from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthRequest, challenge
 from ..model.errors import InvalidSyntax, ModelError, NotFound, Uniqueness
-from ..scim.service import Query, Result, ScimService, etag_matches
+from ..scim.query import Query
+from ..scim.result import Result, etag_matches
+from ..scim.service import ScimService
 from ..services import ConfigError, Services
 from ..store.db import is_disk_full
 from ..throttle import retry_after
@@ -246,17 +248,17 @@ def schemas(urn: str | None = None) -> Response:
 def collection(kind: str) -> Response:
     if request.method == "POST":
         return scim_response(svc().create(TYPES[kind], body()))
-    return scim_response(svc().list([TYPES[kind]], query()))
+    return scim_response(svc().search([TYPES[kind]], query()))
 
 
 @bp.post("/<any(Users, Groups):kind>/.search")
 def type_search(kind: str) -> Response:
-    return scim_response(svc().search([TYPES[kind]], body()))
+    return scim_response(svc().search_request([TYPES[kind]], body()))
 
 
 @bp.post("/.search")
 def root_search() -> Response:
-    return scim_response(svc().search(list(TYPES.values()), body()))
+    return scim_response(svc().search_request(list(TYPES.values()), body()))
 
 
 @bp.route("/<any(Users, Groups):kind>/<rid>", methods=["GET", "PUT", "PATCH", "DELETE"], strict_slashes=False)
