@@ -16,8 +16,8 @@ A new credential's secret is rendered once, in the response to the POST that cre
 one-time value, so a resubmitted form (reload) does not create or show a secret again.
 
 Modules: :mod:`.blueprint` (the blueprint, settings, login and CSRF check, errors as pages), :mod:`.oidc` (the
-OIDC client), :mod:`.secret_key`, :mod:`.csrf`, and the views by page: :mod:`.login`, :mod:`.orgs`, :mod:`.org`,
-:mod:`.credentials`, :mod:`.reports`.
+OIDC client), :mod:`.secret_key`, :mod:`.sessions`, :mod:`.csrf`, and the views by page: :mod:`.login`,
+:mod:`.orgs`, :mod:`.org`, :mod:`.credentials`, :mod:`.reports`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from flask import Flask
 from . import credentials, login, org, orgs, reports  # noqa: F401
 from .blueprint import bp, routing_error
 from .secret_key import instance_secret_key
+from .sessions import AdminSessions
 
 __all__ = ["bp", "init_app"]
 
@@ -42,6 +43,7 @@ def init_app(app: Flask) -> None:
     app.config.update(SESSION_COOKIE_NAME="orgscim_admin", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_PATH="/admin",
                       SESSION_COOKIE_SECURE=bool(app.config.get("ADMIN_COOKIE_SECURE", public.startswith("https:"))))
+    app.session_interface = AdminSessions()
     app.register_blueprint(bp)
     app.register_error_handler(404, routing_error)
     app.register_error_handler(405, routing_error)
