@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import InvalidFilter
 from .schemas import COMMON, META_SUBS, Attr, ResourceType
+from .types import JSON, JSONValue, Scalar
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 MAX_FILTER_LENGTH = 4096
@@ -44,7 +44,7 @@ class AttrRef:
 class Compare:
     path: AttrRef
     op: str
-    value: Any
+    value: Scalar
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,9 @@ class _Parser:
 
     def parse(self) -> Node:
         node = self.or_expr(inside_brackets=False)
-        if self.peek() is not None:
-            raise InvalidFilter(f"unexpected {self.peek()[1]!r} in filter")
+        extra = self.peek()
+        if extra is not None:
+            raise InvalidFilter(f"unexpected {extra[1]!r} in filter")
         return node
 
     def or_expr(self, inside_brackets: bool) -> Node:
@@ -167,15 +168,15 @@ class _Parser:
         try:
             if self.keyword("not"):
                 self.expect("(")
-                node = Not(self.or_expr(inside_brackets))
+                negated = Not(self.or_expr(inside_brackets))
                 self.expect(")")
-                return node
+                return negated
             tok = self.peek()
             if tok == ("punct", "("):
                 self.take()
-                node = self.or_expr(inside_brackets)
+                grouped = self.or_expr(inside_brackets)
                 self.expect(")")
-                return node
+                return grouped
             return self.attr_expr(inside_brackets)
         finally:
             self.depth -= 1
@@ -213,11 +214,12 @@ class _Parser:
             return Present(path)
         return Compare(path, op, self.value())
 
-    def value(self) -> Any:
+    def value(self) -> Scalar:
         kind, text = self.take()
         if kind == "str":
             try:
-                return json.loads(text)
+                literal: str = json.loads(text)  # the token is a JSON string literal
+                return literal
             except ValueError as e:
                 raise InvalidFilter(f"bad string literal {text}") from e
         if kind != "word":
@@ -258,9 +260,12 @@ def _resolve_ref(ref: AttrRef, rtype: ResourceType, parent: Attr | None) -> Attr
         if ref.sub_name or canon == "schemas":
             raise InvalidFilter(f"cannot filter on {ref.name}.{ref.sub_name}")
         return AttrRef(None, canon)
-    schemas = [rtype.schema_for(ref.urn)] if ref.urn else list(rtype.all_schemas)
+    schemas = list(rtype.all_schemas)
+    if ref.urn:
+        named = rtype.schema_for(ref.urn)
+        schemas = [named] if named else []
     for schema in schemas:
-        attr = schema.attr(ref.name) if schema else None
+        attr = schema.attr(ref.name)
         if attr is None:
             continue
         sub = None
@@ -274,6 +279,11 @@ def _resolve_ref(ref: AttrRef, rtype: ResourceType, parent: Attr | None) -> Attr
             raise InvalidFilter(f"{attr.name} is complex; name a sub-attribute")
         return AttrRef(schema.id, attr.name, sub.name if sub else None, attr, sub, schema.id)
     raise InvalidFilter(f"unknown attribute {ref.name!r} for {rtype.name}")
+
+
+def resolve_path(text: str, rtype: ResourceType) -> AttrRef:
+    """An attribute path (e.g. ``sortBy``, RFC 7644 §3.4.2.3) bound to its definition in ``rtype``."""
+    return _resolve_ref(parse_attr_path(text), rtype, None)
 
 
 def resolve(node: Node, rtype: ResourceType, parent: Attr | None = None) -> Node:
@@ -305,7 +315,7 @@ def resolve(node: Node, rtype: ResourceType, parent: Attr | None = None) -> Node
     return Compare(ref, op, value)
 
 
-def evaluate(node: Node, element: dict[str, Any]) -> bool:
+def evaluate(node: Node, element: JSON) -> bool:
     """Evaluate a resolved value filter (``emails[type eq "work"]``) against one element in memory."""
     if isinstance(node, And):
         return evaluate(node.left, element) and evaluate(node.right, element)
@@ -332,19 +342,32 @@ def evaluate(node: Node, element: dict[str, Any]) -> bool:
         return False
     if not isinstance(got, type(want)) and not (isinstance(got, (int, float)) and isinstance(want, (int, float))):
         got, want = str(got), str(want)
+    return _compare(node.op, got, want)
+
+
+def _compare(op: str, got: JSONValue, want: JSONValue) -> bool:
+    """``got op want`` for two values of one kind; values that do not order compare false."""
     try:
-        return {
-            "eq": lambda: got == want, "ne": lambda: got != want,
-            "co": lambda: str(want) in str(got), "sw": lambda: str(got).startswith(str(want)),
-            "ew": lambda: str(got).endswith(str(want)),
-            "gt": lambda: got > want, "ge": lambda: got >= want,
-            "lt": lambda: got < want, "le": lambda: got <= want,
-        }[node.op]()
+        if op in ("eq", "ne"):
+            return bool(got == want) == (op == "eq")
+        if op == "co":
+            return str(want) in str(got)
+        if op == "sw":
+            return str(got).startswith(str(want))
+        if op == "ew":
+            return str(got).endswith(str(want))
+        if op == "gt":
+            return bool(got > want)
+        if op == "ge":
+            return bool(got >= want)
+        if op == "lt":
+            return bool(got < want)
+        return op == "le" and bool(got <= want)
     except TypeError:
         return False
 
 
-def equalities(node: Node) -> dict[str, Any]:
+def equalities(node: Node) -> dict[str, Scalar]:
     """``sub eq value`` conjuncts of a value filter: what a new element needs to match it (QUIRKS #3)."""
     if isinstance(node, Compare) and node.op == "eq" and node.path.sub is not None:
         return {node.path.sub.name: node.value}

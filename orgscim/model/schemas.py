@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .types import JSON
+
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -51,8 +53,8 @@ class Attr:
     def complex(self) -> bool:
         return self.type == "complex"
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_json(self) -> JSON:
+        out: JSON = {
             "name": self.name, "type": self.type, "multiValued": self.multi,
             "description": self.description or self.name, "required": self.required,
         }
@@ -84,7 +86,7 @@ class Schema:
     def attr(self, name: str) -> Attr | None:
         return self._by_lower.get(name.lower())
 
-    def to_json(self, location: str) -> dict[str, Any]:
+    def to_json(self, location: str) -> JSON:
         return {
             "schemas": [SCHEMA_URN], "id": self.id, "name": self.name, "description": self.description,
             "attributes": [a.to_json() for a in self.attrs],
@@ -186,7 +188,7 @@ class ResourceType:
     def all_schemas(self) -> tuple[Schema, ...]:
         return (self.schema, *self.extensions)
 
-    def to_json(self, location: str) -> dict[str, Any]:
+    def to_json(self, location: str) -> JSON:
         return {
             "schemas": [RESOURCE_TYPE_URN], "id": self.name, "name": self.name,
             "description": self.schema.description, "endpoint": self.endpoint,

@@ -12,3 +12,6 @@ JSONList: TypeAlias = list[Any]
 
 JSONValue: TypeAlias = Any
 """Any JSON value (object, array, string, number, boolean or null)."""
+
+Scalar: TypeAlias = str | int | float | bool | None
+"""A JSON scalar: the value of a filter comparison (RFC 7644 §3.4.2.2, ``compValue``)."""

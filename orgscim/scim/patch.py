@@ -13,11 +13,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from orgscim.model import filter as flt
-from orgscim.model.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
+from orgscim.model.errors import InvalidPath, InvalidSyntax, InvalidValue, ModelError, Mutability, NoTarget
 from orgscim.model.schemas import GROUP_TYPE, Attr, ResourceType, Schema
+from orgscim.model.types import JSON, JSONValue
 
 from .values import coerce, coerce_one, empty
 
@@ -41,17 +41,17 @@ class MembersDelta:
     """Net effect of member operations: start from current (or empty) membership, add, remove."""
 
     reset: bool = False
-    added: dict[str, dict[str, Any]] = field(default_factory=dict)
+    added: dict[str, JSON] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return self.reset or bool(self.added) or bool(self.removed)
 
-    def replace(self, members: list[dict[str, Any]]) -> None:
+    def replace(self, members: list[JSON]) -> None:
         self.reset, self.added, self.removed = True, {}, set()
         self.add(members)
 
-    def add(self, members: list[dict[str, Any]]) -> None:
+    def add(self, members: list[JSON]) -> None:
         for m in members:
             self.added[m["value"]] = m
             self.removed.discard(m["value"])
@@ -63,33 +63,43 @@ class MembersDelta:
                 self.removed.add(i)
 
 
+class _CannotSet(Exception):
+    """A path that names nothing settable: ignored as a key of a path-less value, refused as a path."""
+
+    def __init__(self, error: ModelError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
 _BUILTIN_ATTR = Attr("externalId", case_exact=True)
 
 
 def _member_attr() -> Attr:
-    return GROUP_TYPE.schema.attr("members")  # type: ignore[return-value]
+    attr = GROUP_TYPE.schema.attr("members")
+    assert attr is not None  # the published Group schema has members
+    return attr
 
 
 class Patcher:
     """Applies operations to a deep copy of ``data``; read the result from ``.data``."""
 
-    def __init__(self, rtype: ResourceType, data: dict[str, Any],
-                 current_members: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+    def __init__(self, rtype: ResourceType, data: JSON,
+                 current_members: Callable[[], list[JSON]] | None = None) -> None:
         self.rtype = rtype
         self.data = copy.deepcopy(data)
         self.members = MembersDelta()
         self._load_members = current_members or (lambda: [])
-        self._loaded_members: list[dict[str, Any]] | None = None
+        self._loaded_members: list[JSON] | None = None
         self._member_filters = 0
 
-    def _current_members(self) -> list[dict[str, Any]]:
+    def _current_members(self) -> list[JSON]:
         """The group's members as stored, read once per PATCH however many operations filter them."""
         if self._loaded_members is None:
             self._loaded_members = self._load_members()
         return self._loaded_members
 
     # -- entry points ---------------------------------------------------------------------------
-    def patch(self, body: Any) -> None:
+    def patch(self, body: JSONValue) -> None:
         """Apply a PatchOp message body (RFC 7644 §3.5.2)."""
         if not isinstance(body, dict):
             raise InvalidSyntax("PATCH body must be a JSON object with Operations")
@@ -112,30 +122,39 @@ class Patcher:
                 raise InvalidValue(f"Operations[{i}] ({kind}) needs a value")
             self.operation(kind.lower(), path.strip() if path else None, low.get("value"))
 
-    def assign_all(self, body: dict[str, Any]) -> None:
+    def assign_all(self, body: JSON) -> None:
         """POST/PUT: set every known writable attribute of ``body`` (unknown and read-only ignored)."""
         self.operation("replace", None, body)
 
-    def operation(self, kind: str, path: str | None, value: Any) -> None:
+    def operation(self, kind: str, path: str | None, value: JSONValue) -> None:
         if not path:
             if kind == "remove":
                 raise NoTarget("remove needs a path")
             if not isinstance(value, dict):
                 raise InvalidValue(f"{kind} without a path needs an object value")
             for key, v in value.items():
-                target = self.target(key, lenient=True) if isinstance(key, str) else None
+                target = self._key_target(key) if isinstance(key, str) else None
                 if target is not None:
                     self.apply(kind, target, v)
             return
-        self.apply(kind, self.target(path, lenient=False), value)
+        self.apply(kind, self._target(path), value)
 
     # -- path resolution ------------------------------------------------------------------------
-    def target(self, path: str, lenient: bool) -> Target | None:
-        """Resolve a PATCH path (or a path-less value's key); ``lenient`` ignores what cannot be set."""
-        def fail(err: Exception) -> None:
-            if not lenient:
-                raise err
+    def _target(self, path: str) -> Target:
+        """A PATCH ``path``: what it names must be settable (RFC 7644 §3.5.2)."""
+        try:
+            return self._resolve(path)
+        except _CannotSet as e:
+            raise e.error from None
 
+    def _key_target(self, key: str) -> Target | None:
+        """A key of a path-less value; None for what cannot be set (ignored: QUIRKS #8, #11)."""
+        try:
+            return self._resolve(key)
+        except _CannotSet:
+            return None
+
+    def _resolve(self, path: str) -> Target:
         filt_text = None
         tail = ""
         head = path
@@ -143,7 +162,7 @@ class Patcher:
             head, _, rest = path.partition("[")
             filt_text, close, tail = rest.rpartition("]")
             if not close or (tail and not tail.startswith(".")):
-                return fail(InvalidPath(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
+                raise _CannotSet(InvalidPath(f"malformed path {path!r}"))
             tail = tail[1:]
         schema: Schema | None = None
         if head.lower().startswith("urn:"):
@@ -153,14 +172,14 @@ class Patcher:
             urn, _, head = head.rpartition(":")
             schema = self.rtype.schema_for(urn)
             if schema is None:
-                return fail(InvalidPath(f"unknown schema in path {path!r}"))  # type: ignore[func-returns-value]
+                raise _CannotSet(InvalidPath(f"unknown schema in path {path!r}"))
         name, _, sub_name = head.partition(".")
         if tail:
             if sub_name:
-                return fail(InvalidPath(f"malformed path {path!r}"))  # type: ignore[func-returns-value]
+                raise _CannotSet(InvalidPath(f"malformed path {path!r}"))
             sub_name = tail
         if schema is None and name.lower() in READ_ONLY_COMMON:
-            return fail(Mutability(f"{name} is read-only"))  # type: ignore[func-returns-value]
+            raise _CannotSet(Mutability(f"{name} is read-only"))
         if schema is None and name.lower() == "externalid" and not sub_name and filt_text is None:
             return Target(None, _BUILTIN_ATTR)
         attr = None
@@ -170,40 +189,40 @@ class Patcher:
                 schema = s
                 break
         if attr is None or schema is None:
-            return fail(InvalidPath(f"unknown attribute {name!r} in path {path!r}"))  # type: ignore
+            raise _CannotSet(InvalidPath(f"unknown attribute {name!r} in path {path!r}"))
         if attr.mutability == "readOnly":
-            return fail(Mutability(f"{attr.name} is read-only"))  # type: ignore[func-returns-value]
+            raise _CannotSet(Mutability(f"{attr.name} is read-only"))
         sub = None
         if sub_name:
             sub = attr.sub(sub_name)
             if sub is None:
-                return fail(InvalidPath(f"{attr.name} has no sub-attribute {sub_name!r}"))  # type: ignore
+                raise _CannotSet(InvalidPath(f"{attr.name} has no sub-attribute {sub_name!r}"))
             if sub.mutability == "readOnly":
-                return fail(Mutability(f"{attr.name}.{sub.name} is read-only"))  # type: ignore
+                raise _CannotSet(Mutability(f"{attr.name}.{sub.name} is read-only"))
         filt = None
         if filt_text is not None:
             if not attr.complex:
-                return fail(InvalidPath(f"{attr.name} cannot take a value filter"))  # type: ignore
+                raise _CannotSet(InvalidPath(f"{attr.name} cannot take a value filter"))
             filt = flt.resolve(flt.parse(filt_text), self.rtype, parent=attr)
         return Target(schema.id if schema is not self.rtype.schema else None, attr, sub, filt)
 
     # -- operations -----------------------------------------------------------------------------
-    def container(self, t: Target, create: bool) -> dict[str, Any] | None:
+    def container(self, t: Target, create: bool) -> JSON | None:
         if t.schema is None:
             return self.data
-        if create:
-            return self.data.setdefault(t.schema, {})
-        return self.data.get(t.schema)
+        box: JSON | None = self.data.setdefault(t.schema, {}) if create else self.data.get(t.schema)
+        return box
 
-    def apply(self, kind: str, t: Target, value: Any) -> None:
+    def apply(self, kind: str, t: Target, value: JSONValue) -> None:
         if t.attr is None:  # whole extension object
             if kind == "remove":
-                self.data.pop(t.schema, None)
+                if t.schema is not None:
+                    self.data.pop(t.schema, None)
                 return
             if not isinstance(value, dict):
                 raise InvalidValue(f"{t.schema} needs an object value")
             for key, v in value.items():
-                target = self.target(f"{t.schema}:{key}", lenient=True) if isinstance(key, str) else None
+                target = self._key_target(f"{t.schema}:{key}") if isinstance(key, str) else None
                 if target is not None:
                     self.apply(kind, target, v)
             return
@@ -219,7 +238,7 @@ class Patcher:
             if t.schema is not None and not self.data.get(t.schema):
                 self.data.pop(t.schema, None)  # an emptied extension is unassigned, never returned as {}
 
-    def _apply_attr(self, kind: str, box: dict[str, Any], t: Target, value: Any) -> None:
+    def _apply_attr(self, kind: str, box: JSON, t: Target, value: JSONValue) -> None:
         a = t.attr
         assert a is not None
         where = a.name + (f".{t.sub.name}" if t.sub else "")
@@ -261,10 +280,10 @@ class Patcher:
         else:
             self._set(box, a.name, None if kind == "remove" else coerce(a, value, where))
 
-    def apply_multi(self, kind: str, box: dict[str, Any], t: Target, value: Any, where: str) -> None:
+    def apply_multi(self, kind: str, box: JSON, t: Target, value: JSONValue, where: str) -> None:
         a = t.attr
         assert a is not None
-        items: list[dict[str, Any]] = [dict(x) for x in box.get(a.name) or []]
+        items: list[JSON] = [dict(x) for x in box.get(a.name) or []]
         if t.filt is None and t.sub is None:
             if kind == "remove":
                 if empty(value):
@@ -304,7 +323,7 @@ class Patcher:
             items = [x for x in items if x]
         self._set(box, a.name, items or None)
 
-    def apply_members(self, kind: str, t: Target, value: Any) -> None:
+    def apply_members(self, kind: str, t: Target, value: JSONValue) -> None:
         if t.sub is not None:
             raise Mutability("member sub-attributes are immutable; add or remove the member instead")
         if t.filt is not None:
@@ -334,7 +353,7 @@ class Patcher:
             self.members.replace([])
 
     @staticmethod
-    def _set(box: dict[str, Any], key: str, value: Any) -> None:
+    def _set(box: JSON, key: str, value: JSONValue) -> None:
         if value is None:
             box.pop(key, None)
         else:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 from orgscim.model.schemas import RESOURCE_TYPES, ResourceType, Schema
+from orgscim.model.types import JSON, JSONValue
 
 
-def resource_json(rtype: ResourceType, rid: str, data: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def resource_json(rtype: ResourceType, rid: str, data: JSON, meta: JSON) -> JSON:
     """Schemas, id, externalId, the stored attributes (extensions under their URN) and meta."""
-    out: dict[str, Any] = {"schemas": [rtype.schema.id] + [e.id for e in rtype.extensions if e.id in data],
+    out: JSON = {"schemas": [rtype.schema.id] + [e.id for e in rtype.extensions if e.id in data],
                            "id": rid}
     if data.get("externalId") is not None:
         out["externalId"] = data["externalId"]
@@ -58,8 +58,8 @@ def _paths(type_name: str, names: tuple[str, ...]) -> frozenset[tuple[str, str, 
     return frozenset(out)
 
 
-def project(resource: dict[str, Any], rtype: ResourceType, attributes: list[str] | None,
-            excluded: list[str] | None) -> dict[str, Any]:
+def project(resource: JSON, rtype: ResourceType, attributes: list[str] | None,
+            excluded: list[str] | None) -> JSON:
     """Apply ``attributes`` (keep only these, plus ``returned: always``) or ``excludedAttributes``."""
     if not attributes and not excluded:
         return resource
@@ -76,7 +76,7 @@ def project(resource: dict[str, Any], rtype: ResourceType, attributes: list[str]
                 sub is None and any(k[0] == schema and k[1] == attr for k in keep))
         return (schema, attr, None) not in drop and (sub is None or (schema, attr, sub) not in drop)
 
-    def filter_value(schema: str, attr: str, value: Any) -> Any:
+    def filter_value(schema: str, attr: str, value: JSONValue) -> JSONValue:
         if isinstance(value, dict):
             inner = {k: v for k, v in value.items() if wanted(schema, attr, k)}
             return inner or None
@@ -86,7 +86,7 @@ def project(resource: dict[str, Any], rtype: ResourceType, attributes: list[str]
             return items or None
         return value
 
-    out: dict[str, Any] = {}
+    out: JSON = {}
     for key, value in resource.items():
         ext = rtype.schema_for(key) if key.startswith("urn:") else None
         if ext is not None and isinstance(value, dict):

@@ -195,8 +195,7 @@ class ScimService:
             rtype = self.rtype(name)
             try:
                 where = flt.resolve(flt.parse(query.filter), rtype) if query.filter else None
-                sort = flt.resolve(flt.Present(flt.parse_attr_path(query.sort_by)), rtype).path \
-                    if query.sort_by else None
+                sort = flt.resolve_path(query.sort_by, rtype) if query.sort_by else None
             except InvalidFilter as e:
                 if len(type_names) > 1 and "unknown attribute" in e.detail:
                     continue  # root search: a type without that attribute simply has no matches

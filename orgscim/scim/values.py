@@ -7,19 +7,18 @@ QUIRKS.md #1 (any case), #2 (booleans as strings), #7 (manager as a bare string 
 
 from __future__ import annotations
 
-from typing import Any
-
 from orgscim.model.errors import InvalidValue
 from orgscim.model.schemas import Attr
+from orgscim.model.types import JSONValue
 
 _UNSET = None
 
 
-def empty(value: Any) -> bool:
+def empty(value: JSONValue) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def coerce(defn: Attr, value: Any, where: str) -> Any:
+def coerce(defn: Attr, value: JSONValue, where: str) -> JSONValue:
     """The value stored for ``defn``; ``None`` means unassigned. Raises 400 invalidValue on wrong types."""
     if empty(value):
         return _UNSET
@@ -32,7 +31,7 @@ def coerce(defn: Attr, value: Any, where: str) -> Any:
     return coerce_one(defn, value, where)
 
 
-def coerce_one(defn: Attr, value: Any, where: str) -> Any:
+def coerce_one(defn: Attr, value: JSONValue, where: str) -> JSONValue:
     """One (non-list) value of ``defn``."""
     if empty(value):
         return _UNSET
