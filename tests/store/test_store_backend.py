@@ -10,7 +10,7 @@ import pytest
 
 from orgscim.model.contract import Org, SchemaError, Storage
 
-from .conftest import BACKENDS
+from .conftest import Backend
 
 
 def test_upgrade_is_idempotent_and_the_schema_then_checks(storage: Storage) -> None:
@@ -18,25 +18,22 @@ def test_upgrade_is_idempotent_and_the_schema_then_checks(storage: Storage) -> N
     storage.check_schema()
 
 
-def test_a_fresh_backend_needs_an_upgrade_first(tmp_path: Path) -> None:
-    for make in BACKENDS.values():
-        fresh = make(tmp_path)
-        try:
-            with pytest.raises(SchemaError, match="upgrade"):
-                fresh.check_schema()
-            fresh.check_schema(upgrade_ok=True)
-            assert fresh.upgrade()  # every migration, in order
+def test_a_fresh_backend_needs_an_upgrade_first(backend: Backend, tmp_path: Path) -> None:
+    fresh = backend.fresh(tmp_path)
+    try:
+        with pytest.raises(SchemaError, match="upgrade"):
             fresh.check_schema()
-        finally:
-            fresh.close()
+        fresh.check_schema(upgrade_ok=True)
+        assert fresh.upgrade()  # every migration, in order
+        fresh.check_schema()
+    finally:
+        fresh.close()
 
 
-def test_backup_is_a_consistent_copy_the_backend_opens(storage: Storage, org_a: Org, tmp_path: Path) -> None:
+def test_backup_is_a_consistent_copy(backend: Backend, storage: Storage, org_a: Org, tmp_path: Path) -> None:
     row = storage.resources(org_a.pk).create("User", {"userName": "kept"}, "kept", None)
-    target = tmp_path / "copy"
-    target.mkdir()
-    storage.backup(target / "store.sqlite3")
-    copy = next(iter(BACKENDS.values()))(target)
+    storage.backup(tmp_path / "backup")
+    copy = backend.restore(tmp_path / "backup")
     try:
         copy.check_schema()
         org = copy.orgs.org("r1", "org-a")

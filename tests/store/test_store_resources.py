@@ -3,12 +3,14 @@ transaction, derived versions, members, search and paging, isolation by org (doc
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 
 from orgscim.model import filter as flt
-from orgscim.model.contract import Member, MemberChange, Org, OutboxEntry, Resources, Storage
+from orgscim.model.contract import Member, MemberChange, Org, OutboxEntry, Resource, Resources, Storage
 from orgscim.model.errors import Uniqueness
 from orgscim.model.filter import AttrRef, Node
 from orgscim.model.schemas import GROUP_TYPE, USER_TYPE
@@ -164,3 +166,41 @@ def test_sort_puts_missing_values_last_both_ways(res: Resources) -> None:
     assert [r.data["userName"] for r in desc.rows] == ["d", "a", "c", "b"]
     by_name = res.search("User", None, sort_by("userName"), True, 1, 2)
     assert by_name.total == 4 and [r.data["userName"] for r in by_name.rows] == ["c", "b"]
+
+
+# -- concurrent writers (each thread has its own connection) --------------------------------------------------
+def race(n: int, attempt: Callable[[int], object]) -> list[object]:
+    """Run ``attempt(i)`` in ``n`` threads released at once; each result or the exception it raised."""
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = attempt(i)
+        except Exception as e:  # noqa: BLE001 - the race's outcome is what is checked
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_creates_of_one_name_store_exactly_one(storage: Storage, org_a: Org, res: Resources) -> None:
+    results = race(8, lambda i: res.create("User", {"userName": "race"}, "RACE" if i % 2 else "race", None,
+                                           outbox=[OutboxEntry("User", "", "user.upsert")]))
+    created = [r for r in results if isinstance(r, Resource)]
+    assert len(created) == 1 and all(isinstance(r, Uniqueness) for r in results if r is not created[0]), results
+    assert res.search("User", None, None, False, 0, 10).total == 1
+    assert [e.resource_id for e in storage.sync.outbox(org_a.pk)] == [created[0].id]  # outbox reads: see conftest
+
+
+def test_concurrent_updates_of_one_version_let_exactly_one_win(res: Resources) -> None:
+    row = res.create("User", {"userName": "w"}, "w", None)
+    results = race(8, lambda i: res.update(row, {"userName": "w", "title": str(i)}, "w", None))
+    winners = [r for r in results if isinstance(r, Resource)]
+    assert len(winners) == 1 and results.count(None) == 7, results
+    assert res.get("User", row.id) == winners[0] and winners[0].version == 2
