@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -51,11 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: fro
 
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFILE_ATTRIBUTES
-from orgscim.services import Services
-from orgscim.store.db import Database
 from orgscim_dev.kcproxy import ProxyState, make_proxy
-from orgscim_dev.keycloak import KeycloakDev, ensure_distribution, free_port
-from orgscim_dev.live import stop_sessions
+from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
+from orgscim_dev.live import LiveServer
 
 REALM = "orgscim-test"
 DEFAULT_RECONCILE_INTERVAL = 3600  # WORKER_RECONCILE_SECONDS: the worker must get through every org within it
@@ -68,59 +65,13 @@ _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
         "transfer-encoding", "upgrade", "content-length", "host"}
 
 
-# -- an orgscim instance: serve (gunicorn) + worker ------------------------------------------------------------
-class Orgscim:
-    def __init__(self, keycloak_url: str, workers: int, name: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"orgscim-bench-{name}-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "ORGSCIM_INSTANCE": str(self.dir), "ORGSCIM_KEYCLOAK_URL": keycloak_url,
-                    "ORGSCIM_KEYCLOAK_CLIENT_SECRET": SECRET, "ORGSCIM_WORKER_OUTBOX_SECONDS": "1",
-                    "ORGSCIM_WORKER_RECONCILE_SECONDS": "86400", "PYTHONUNBUFFERED": "1"}
-        db = Database(self.dir / "orgscim.sqlite3")
-        db.upgrade()
-        self.services = Services(db, {"KEYCLOAK_URL": keycloak_url, "KEYCLOAK_CLIENT_SECRET": SECRET,
-                                      "KEYCLOAK_TIMEOUT": 30})
-        self.services.orgs.set_realm(REALM, True)
-        self.workers = workers
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def configure(self, org_id: str) -> str:
-        """Configure the org (EXTERNAL_SECRET) and return a bearer secret."""
-        org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET")
-        return self.services.auth_mode("EXTERNAL_SECRET").issue(org).secret
-
-    def start(self) -> None:
-        exe = str(Path(sys.executable).parent / "orgscim")
-        log = open(self.dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.procs.append(subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                            "--workers", str(self.workers)], env=self.env, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True))
-        wlog = open(self.dir / "worker.log", "wb")  # noqa: SIM115
-        self.procs.append(subprocess.Popen([exe, "worker"], env=self.env, stdout=wlog, stderr=subprocess.STDOUT,
-                                           start_new_session=True))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"orgscim serve did not start:\n{(self.dir / 'serve.log').read_text()[-3000:]}")
-
-    def cli(self, *args: str) -> tuple[int, Any]:
-        exe = str(Path(sys.executable).parent / "orgscim")
-        p = subprocess.run([exe, *args, "--json"], env=self.env, capture_output=True, text=True, timeout=300)
-        try:
-            return p.returncode, json.loads(p.stdout or "null")
-        except ValueError:
-            return p.returncode, p.stdout[-500:]
-
-    def stop(self) -> None:
-        stop_sessions(self.procs)
-        self.procs.clear()
-        shutil.rmtree(self.dir, ignore_errors=True)
+# -- an orgscim instance: serve (gunicorn) + worker over a temporary instance folder ------------------------------
+def orgscim_at(keycloak_url: str, workers: int) -> LiveServer:
+    """orgscim in front of ``keycloak_url``, its database migrated; ``start()`` it."""
+    o = LiveServer(workers=workers, worker=True, keycloak_url=keycloak_url, keycloak_secret=SECRET,
+                   env={"PYTHONUNBUFFERED": "1"}, settings={"KEYCLOAK_TIMEOUT": 30})
+    o.cli("db", "upgrade")
+    return o
 
 
 # -- workloads ---------------------------------------------------------------------------------------------------
@@ -190,17 +141,17 @@ def check_users(admin: KeycloakAdmin, org_id: str, expected: dict[str, dict[str,
     return problems
 
 
-def clean_after(o: Orgscim) -> list[str]:
+def clean_after(o: LiveServer) -> list[str]:
     """``orgscim drift`` and ``orgscim outbox`` must report nothing (waits briefly for the worker)."""
     problems = []
     deadline = time.monotonic() + 60
-    rc, out = o.cli("outbox")
+    rc, out = o.cli_json("outbox")
     while rc != 0 and time.monotonic() < deadline:
         time.sleep(1)
-        rc, out = o.cli("outbox")
+        rc, out = o.cli_json("outbox")
     if rc != 0 or out:
         problems.append(f"outbox not empty: {str(out)[:300]}")
-    rc, out = o.cli("drift")
+    rc, out = o.cli_json("drift")
     if rc != 0 or out:
         problems.append(f"drift: {str(out)[:300]}")
     return problems
@@ -217,7 +168,7 @@ def raw_import(admin: KeycloakAdmin, org_id: str, tag: str, n: int, threads: int
     return run_threads(n, threads, one)
 
 
-def scim_import(o: Orgscim, org_id: str, secret: str, tag: str, n: int, threads: int,
+def scim_import(o: LiveServer, org_id: str, secret: str, tag: str, n: int, threads: int,
                 expected: dict[str, dict[str, Any]], start: int = 0) -> None:
     url = f"{o.url}/realms/{REALM}/scim/v2/organizations/{org_id}/Users"
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"}
@@ -246,11 +197,11 @@ def phase(title: str, out: dict[str, Any], save: str | None) -> Iterator[None]:
 
 
 # -- phases ------------------------------------------------------------------------------------------------------
-def bench_rate(admin: KeycloakAdmin, o: Orgscim, n: int, threads: int, out: dict[str, Any]) -> list[str]:
+def bench_rate(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: dict[str, Any]) -> list[str]:
     raw_org, raw_name = new_org(admin, "raw")
     raw_s = raw_import(admin, raw_org, raw_name, n, threads)
     org_id, name = new_org(admin, "scim")
-    secret = o.configure(org_id)
+    secret = o.configure(REALM, org_id).secret
     expected: dict[str, dict[str, Any]] = {}
     t0 = time.monotonic()
     scim_import(o, org_id, secret, name, n, threads, expected)
@@ -263,9 +214,9 @@ def bench_rate(admin: KeycloakAdmin, o: Orgscim, n: int, threads: int, out: dict
     return problems
 
 
-def bench_calls(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
+def bench_calls(admin: KeycloakAdmin, o: LiveServer, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
     org_id, name = new_org(admin, "calls")
-    secret = o.configure(org_id)
+    secret = o.configure(REALM, org_id).secret
     expected: dict[str, dict[str, Any]] = {}
     scim_import(o, org_id, secret, name, 5, 1, expected)  # warm caches (token, profile) outside the count
     wait_members(admin, org_id, 5)
@@ -300,10 +251,10 @@ def bench_calls(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int, out
     return problems
 
 
-def bench_fair(admin: KeycloakAdmin, o: Orgscim, n: int, threads: int, out: dict[str, Any]) -> list[str]:
+def bench_fair(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: dict[str, Any]) -> list[str]:
     a_id, a_name = new_org(admin, "fair-a")
     b_id, b_name = new_org(admin, "fair-b")
-    a_secret, b_secret = o.configure(a_id), o.configure(b_id)
+    a_secret, b_secret = o.configure(REALM, a_id).secret, o.configure(REALM, b_id).secret
     expected_a: dict[str, dict[str, Any]] = {}
     expected_b: dict[str, dict[str, Any]] = {}
     done = threading.Event()
@@ -345,9 +296,9 @@ def bench_fair(admin: KeycloakAdmin, o: Orgscim, n: int, threads: int, out: dict
     return problems
 
 
-def bench_throttled(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
+def bench_throttled(admin: KeycloakAdmin, o: LiveServer, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
     org_id, name = new_org(admin, "throttled")
-    secret = o.configure(org_id)
+    secret = o.configure(REALM, org_id).secret
     expected: dict[str, dict[str, Any]] = {}
     proxy.reset()
     proxy.throttle_every = 3
@@ -373,11 +324,11 @@ def bench_throttled(admin: KeycloakAdmin, o: Orgscim, proxy: ProxyState, n: int,
     return problems
 
 
-def bench_many_orgs(admin: KeycloakAdmin, o: Orgscim, orgs: int, per_org: int, threads: int,
+def bench_many_orgs(admin: KeycloakAdmin, o: LiveServer, orgs: int, per_org: int, threads: int,
                     raw_rate: float, out: dict[str, Any]) -> list[str]:
     def make(i: int) -> tuple[str, str, str]:
         org_id, name = new_org(admin, f"many{i:04d}")
-        return org_id, name, o.configure(org_id)
+        return org_id, name, o.configure(REALM, org_id).secret
 
     with ThreadPoolExecutor(threads) as pool:
         created = list(pool.map(make, range(orgs)))
@@ -447,10 +398,10 @@ def main() -> int:
         admin.ensure_profile_attributes(PROFILE_ATTRIBUTES)
         proxy = ProxyState(kc.base_url)
         server = make_proxy(proxy)
-        direct = Orgscim(kc.base_url, a.workers, "direct")
-        proxied = Orgscim(f"http://127.0.0.1:{server.server_address[1]}", a.workers, "proxied")
-        direct.start()
-        proxied.start()
+        direct = orgscim_at(kc.base_url, a.workers)
+        proxied = orgscim_at(f"http://127.0.0.1:{server.server_address[1]}", a.workers)
+        direct.start(timeout=120)
+        proxied.start(timeout=120)
         raw_rates = []
         for t in [int(x) for x in a.threads.split(",") if x]:
             with phase(f"rate: {a.users} users x {t} threads", out, a.json):
@@ -472,7 +423,7 @@ def main() -> int:
     finally:
         for o in (direct, proxied):
             if o is not None:
-                o.stop()
+                o.stop(grace=20)
         if server is not None:
             server.shutdown()
         kc.stop()

@@ -4,14 +4,11 @@ Keycloak call. Each change must be applied exactly once (issue 8, issue 9 "per-p
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,73 +17,43 @@ from scimkit import PATCH, okta_user, uniq
 
 from orgscim.keycloak.client import KeycloakAdmin, NotFound
 from orgscim.provision.mapping import ATTR_ID
-from orgscim.services import Services
-from orgscim.store.db import Database
 from orgscim_dev.kcproxy import ProxyState, make_proxy
-from orgscim_dev.keycloak import free_port
-from orgscim_dev.live import stop_sessions
+from orgscim_dev.live import LiveServer
 
 pytestmark = pytest.mark.keycloak
 
 REALM = "orgscim-test"
-SECRET = "orgscim-dev-secret"
 CREATED = f"POST /admin/realms/{REALM}/users 201"
 BUDGET = 2.0
 
 
+@dataclass
 class Live:
     """Proxy → Keycloak; ``orgscim serve --workers 2`` + ``orgscim worker`` on one SQLite file."""
 
-    def __init__(self, keycloak: Any, tmp: Path) -> None:
-        self.proxy = ProxyState(keycloak.base_url, retry_after=1.0)
-        self.server = make_proxy(self.proxy)
-        kc_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        db = Database(tmp / "orgscim.sqlite3")
-        db.upgrade()
-        self.services = Services(db, {"KEYCLOAK_URL": kc_url, "KEYCLOAK_CLIENT_SECRET": SECRET})
-        self.services.orgs.set_realm(REALM, True)
-        self.port = free_port()
-        env = {**os.environ, "ORGSCIM_INSTANCE": str(tmp), "ORGSCIM_KEYCLOAK_URL": kc_url,
-               "ORGSCIM_KEYCLOAK_CLIENT_SECRET": SECRET, "ORGSCIM_WORKER_OUTBOX_SECONDS": "1",
-               "ORGSCIM_WORKER_RECONCILE_SECONDS": "86400", "ORGSCIM_KEYCLOAK_DELIVERY_BUDGET": str(BUDGET)}
-        exe = str(Path(sys.executable).parent / "orgscim")
-        self.procs = [subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
-                                        "2"], env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "wb"),
-                                       start_new_session=True),
-                      subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL,
-                                       stderr=open(tmp / "worker.log", "wb"), start_new_session=True)]
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, (tmp / "serve.log").read_text()[-2000:]
-            time.sleep(0.3)
+    server: LiveServer
+    proxy: ProxyState
 
     def org(self, org_id: str, federation: str = "none") -> tuple[str, str]:
-        org = self.services.configure_org(REALM, org_id, "EXTERNAL_SECRET",  # okta_user(): acme.example
-                                          federation=federation, options={"domain_policy": "off"})
-        secret = self.services.auth_mode("EXTERNAL_SECRET").issue(org).secret
-        return f"http://127.0.0.1:{self.port}/realms/{REALM}/scim/v2/organizations/{org_id}", secret
-
-    def settle(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.services.sync.outbox() and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert self.services.sync.outbox() == []
-
-    def stop(self) -> None:
-        stop_sessions(self.procs, grace=30)
-        self.server.shutdown()
+        org = self.server.configure(REALM, org_id, federation=federation,  # okta_user(): acme.example
+                                    options={"domain_policy": "off"})
+        return org.base_url, org.secret
 
 
 @pytest.fixture(scope="module")
 def live(keycloak: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    lv = Live(keycloak, tmp_path_factory.mktemp("live"))
-    yield lv
-    lv.stop()
+    proxy = ProxyState(keycloak.base_url, retry_after=1.0)
+    proxy_server = make_proxy(proxy)
+    server = LiveServer(tmp_path_factory.mktemp("live"), worker=True,
+                        keycloak_url=f"http://127.0.0.1:{proxy_server.server_address[1]}",
+                        env={"ORGSCIM_KEYCLOAK_DELIVERY_BUDGET": str(BUDGET)})
+    try:
+        server.cli("db", "upgrade")
+        server.start(timeout=60)
+        yield Live(server, proxy)
+    finally:
+        server.stop(grace=30)
+        proxy_server.shutdown()
 
 
 @pytest.fixture
@@ -146,10 +113,10 @@ def test_workers_and_worker_process_apply_each_change_once(
     base, secret = live.org(org_id)
     live.proxy.reset()
     users = import_users(base, secret, 40, 6, rename=True)
-    live.settle()
+    live.server.settle()
     assert live.proxy.statuses[CREATED] == 40  # one POST /users per SCIM user: no collision, no double create
     assert_applied_once(kc_admin, org_id, users)
-    assert live.services.sync.drift() == []  # no false `uniqueness` / `keycloak_refused`
+    assert live.server.services.sync.drift() == []  # no false `uniqueness` / `keycloak_refused`
 
 
 def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
@@ -160,15 +127,15 @@ def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
     live.proxy.throttle_every = 3
     try:
         users = import_users(base, secret, 30, 4, rename=False)
-        live.settle()
+        live.server.settle()
     finally:
         live.proxy.throttle_every = 0
     assert live.proxy.throttled >= 10
     assert live.proxy.early == 0, live.proxy.early_calls  # no refused call repeated before its Retry-After
     assert live.proxy.statuses[CREATED] == 30
     assert_applied_once(kc_admin, org_id, users)
-    assert live.services.sync.drift() == []
-    done = live.services.sync.outbox(include_done=True)
+    assert live.server.services.sync.drift() == []
+    done = live.server.services.sync.outbox(include_done=True)
     assert done and all(i.last_error is None or "429" in i.last_error for i in done)
 
 
@@ -178,7 +145,7 @@ def test_inline_delivery_never_outlasts_its_budget(live: Live, kc_admin: Keycloa
     base, secret = live.org(org_id)
     headers = {"Authorization": f"Bearer {secret}"}
     requests.post(f"{base}/Users", json=okta_user(uniq("warm")), headers=headers, timeout=60)  # token, profile
-    live.settle()
+    live.server.settle()
     live.proxy.delay = 1.5
     try:
         took = []
@@ -191,9 +158,9 @@ def test_inline_delivery_never_outlasts_its_budget(live: Live, kc_admin: Keycloa
     finally:
         live.proxy.delay = 0
     assert max(took) < BUDGET + 1.0, took
-    live.settle()
+    live.server.settle()
     assert kc_admin.count_members(org_id) == 4
-    assert live.services.sync.drift() == []
+    assert live.server.services.sync.drift() == []
 
 
 def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
@@ -209,13 +176,13 @@ def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
         for _ in range(2):  # warm the caches of both gunicorn workers
             made.append(requests.post(f"{base}/Users", json=okta_user(uniq("warm")), headers=headers,
                                       timeout=60).json()["id"])
-        live.settle()
+        live.server.settle()
         live.proxy.reset()
         for _ in range(10):
             r = requests.post(f"{base}/Users", json=okta_user(uniq("cost")), headers=headers, timeout=60)
             assert r.status_code == 201, r.text
             made.append(r.json()["id"])
-        live.settle()
+        live.server.settle()
         per_user = {k: v for k, v in live.proxy.counts.items() if "/users" in k}
         assert per_user == {f"POST /admin/realms/{REALM}/users": 10,
                             f"GET /admin/realms/{REALM}/users": 10,  # ?idpAlias=&idpUserId=: subject free?
