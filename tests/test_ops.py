@@ -6,10 +6,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import requests
 from flask import Flask
 
 from orgscim.app import create_app
+from orgscim.keycloak.transport import Transport
 from orgscim.store.db import Database
 from orgscim.web import ops
 
@@ -51,9 +51,9 @@ def test_readyz_is_cached_so_anonymous_probes_do_not_each_call_keycloak(tmp_path
     """Issue 9: every anonymous /readyz made a Keycloak call; now one round of checks per READYZ_CACHE_SECONDS."""
     app = _dead_keycloak_app(tmp_path, READYZ_CACHE_SECONDS=60)
     calls: list[str] = []
-    real = requests.Session.send
-    monkeypatch.setattr(requests.Session, "send",
-                        lambda self, req, **kw: calls.append(req.url) or real(self, req, **kw))
+    real = Transport.send
+    monkeypatch.setattr(Transport, "send", lambda self, method, url, *a, **kw: calls.append(url) or real(
+        self, method, url, *a, **kw))
     client = app.test_client()
     statuses = [client.get("/readyz").status_code for _ in range(20)]
     assert statuses == [503] * 20

@@ -53,6 +53,8 @@ __all__ = ["Deliverer", "Refused", "Stats", "backoff"]
 MAX_BACKOFF = 300.0
 FACTS_TTL = 300.0  # seconds realm facts (user-profile declaration, org IdPs) are trusted per process
 APPLIED = ("username", "email", "firstName", "lastName")
+NEXT = object()  # deliver_one: the entry is done, the resource may have more
+RELEASED = object()  # deliver_one: the entry is done and was the resource's last: its lease is released
 
 
 class Refused(Exception):
@@ -164,6 +166,7 @@ class Deliverer:
         if not self.sync.acquire(name, me, LEASE_TTL):
             return Stats(deferred=True, contended=True)
         renew = False  # just acquired: the first entry needs no renewal
+        released = False
         try:
             while True:
                 items = self.sync.resource_pending(org.pk, rid)
@@ -180,55 +183,62 @@ class Deliverer:
                     if item.resource_type == "Group" and self.sync.older_users_pending(org.pk, item.pk):
                         stats.deferred = True
                         return stats  # its members first
-                    if not self.deliver_one(org, admin, item, stats):
+                    outcome = self.deliver_one(org, admin, item, stats, (name, me))
+                    if outcome is None:
                         stats.deferred = True
+                        return stats
+                    if outcome is RELEASED:
+                        released = True
                         return stats
                     renew = True
         finally:
-            self.sync.release(name, me)
+            if not released:
+                self.sync.release(name, me)
 
-    def deliver_one(self, org: Org, admin: KeycloakAdmin, item: OutboxItem, stats: Stats) -> bool:
-        """Apply one entry; False when delivery of this resource must pause (transient failure)."""
+    def deliver_one(self, org: Org, admin: KeycloakAdmin, item: OutboxItem, stats: Stats,
+                    lease: tuple[str, str]) -> object | None:
+        """Apply one entry. None when delivery of this resource must pause (transient failure); otherwise
+        :data:`RELEASED` when this was the resource's last pending entry (its ``lease`` is released in the
+        transaction that marks the entry done), else :data:`NEXT`."""
         entry_admin = EntryAdmin(admin, self.facts)
         try:
             self.ensure_profile(admin)
             handler = {"user.upsert": self.user_upsert, "user.delete": self.user_delete,
                        "group.upsert": self.group_upsert, "group.delete": self.group_delete}[item.action]
-            handler(org, entry_admin, item)  # type: ignore[operator]
+            link = handler(org, entry_admin, item)  # type: ignore[operator]
         except BudgetSpent as e:
             # the request's time is up, Keycloak is fine: the worker goes on at once (the entry may have
             # landed, so the next attempt looks first)
             self.sync.retry_later(item.pk, str(e), 0)
-            return False
+            return None
         except RateLimited as e:
             wait = e.retry_after if e.retry_after is not None else backoff(item.attempts)
             log.info("outbox %s (%s %s): Keycloak asks to slow down for %.1fs", item.pk, item.action,
                      item.resource_id, wait)
             self.sync.retry_later(item.pk, str(e), wait, attempted=False)
             stats.failed, stats.retry_after = True, wait
-            return False
+            return None
         except (KeycloakUnavailable, Unauthorized, Forbidden) as e:
             log.warning("outbox %s (%s %s) deferred: %s", item.pk, item.action, item.resource_id, e)
             self.sync.retry_later(item.pk, str(e), backoff(item.attempts))
             stats.failed = True
-            return False
+            return None
         except Refused as e:
             log.warning("outbox %s (%s %s) refused: %s", item.pk, item.action, item.resource_id, e)
             self.sync.report(org.pk, item.resource_type, item.resource_id, e.kind, e.expected, e.actual)
             self.sync.finish(item.pk, f"{e.kind}: {e}")
             stats.refused += 1
             stats.refusals.append((item.resource_id, e.kind, e.on_create))
-            return True
+            return NEXT
         except KeycloakError as e:
             log.warning("outbox %s (%s %s) refused by Keycloak: %s", item.pk, item.action, item.resource_id, e)
             self.sync.report(org.pk, item.resource_type, item.resource_id, "keycloak_refused", item.action, str(e))
             self.sync.finish(item.pk, str(e))
             stats.refused += 1
             stats.refusals.append((item.resource_id, "keycloak_refused", False))
-            return True
-        self.sync.finish(item.pk)
+            return NEXT
         stats.delivered += 1
-        return True
+        return RELEASED if self.sync.complete(item, link, lease) else NEXT
 
     def ensure_profile(self, admin: KeycloakAdmin) -> None:
         """Declare orgscim's user-profile attributes (else Keycloak drops them); checked once per realm per
@@ -236,7 +246,7 @@ class Deliverer:
         self.facts.get((admin.realm, "profile"), lambda: admin.ensure_profile_attributes(PROFILE_ATTRIBUTES))
 
     # -- users ----------------------------------------------------------------------------------
-    def user_upsert(self, org: Org, admin: EntryAdmin, item: OutboxItem) -> None:
+    def user_upsert(self, org: Org, admin: EntryAdmin, item: OutboxItem) -> Link:
         data: dict[str, Any] = item.payload["data"]
         rid = item.resource_id
         rep = user_rep(org.org_id, rid, data, org.settings)
@@ -258,13 +268,13 @@ class Deliverer:
             self._remove_member(org, admin, link, rid)
         if explicit:
             link.state["member"] = want_active
-        self.sync.set_link(link)
         plugin, cfg = self.federation(org)
         want = plugin.link_for(org, cfg, admin, rid, data) if hasattr(plugin, "link_for") else None
         have = link.state.get("idp")
         if want is not None and (have is None or [have.get("alias"), have.get("userId")] != list(want[:2])):
+            self.sync.set_link(link)  # what is applied so far, should the IdP link fail
             self._federate(org, admin, link, rid, data)
-            self.sync.set_link(link)
+        return link  # written with the entry's completion
 
     def _create_or_adopt(self, org: Org, admin: EntryAdmin, item: OutboxItem, rep: dict[str, Any],
                          want_active: bool) -> Link:
@@ -280,9 +290,10 @@ class Deliverer:
             link = self._ours(org, admin, rid, applied) or self._adopt(org, admin, rid, rep, str(e))
         else:
             admin.fresh.add(kc_id)
+            # Written when the entry completes. Should the member call fail, the next attempt finds the user by
+            # its orgscim id (attempts > 0, or Keycloak's 409 for a repeated create) and adopts it as ours.
             link = Link(org.pk, "User", rid, kc_id, "created",
                         {"member": False, "enabled": want_active, "applied": applied})
-            self.sync.set_link(link)  # before anything else can fail: the next attempt must find it
             if want_active:
                 self._add_member(admin, org, kc_id)
                 link.state["member"] = True

@@ -179,6 +179,21 @@ class SyncStore:
             return conn.execute("UPDATE outbox SET done = ?, last_error = ?, attempts = attempts + 1 WHERE pk = ? "
                                 "AND done IS NULL", (now(), error, pk)).rowcount == 1
 
+    def complete(self, item: OutboxItem, link: Link | None, lease: tuple[str, str]) -> bool:
+        """Mark a delivered entry done together with what it leads to, in one transaction: the resource's
+        ``link`` (when the entry changed it) and, when no entry of the resource is left, the release of its
+        ``lease`` (name, holder). True when the lease was released (nothing of the resource is pending)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE outbox SET done = ?, last_error = NULL, attempts = attempts + 1 WHERE pk = ? "
+                         "AND done IS NULL", (now(), item.pk))
+            if link is not None:
+                self._write_link(conn, link)
+            if conn.execute("SELECT 1 FROM outbox WHERE org_pk = ? AND resource_id = ? AND done IS NULL LIMIT 1",
+                            (item.org_pk, item.resource_id)).fetchone() is not None:
+                return False
+            conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", lease)
+            return True
+
     def retry_later(self, pk: int, error: str, delay: float, attempted: bool = True) -> None:
         """Try the entry again in ``delay`` seconds. ``attempted``: it may have reached Keycloak (a retry must
         first look for what it made); False when Keycloak said it did not process it (429, no time left)."""
@@ -265,12 +280,16 @@ class SyncStore:
 
     def set_link(self, link: Link) -> None:
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO kc_links (org_pk, resource_type, resource_id, kc_id, origin, state, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org_pk, resource_id) DO UPDATE SET kc_id = excluded.kc_id, "
-                "origin = excluded.origin, state = excluded.state, updated = excluded.updated",
-                (link.org_pk, link.resource_type, link.resource_id, link.kc_id, link.origin,
-                 json.dumps(link.state), now()))
+            self._write_link(conn, link)
+
+    @staticmethod
+    def _write_link(conn: sqlite3.Connection, link: Link) -> None:
+        conn.execute(
+            "INSERT INTO kc_links (org_pk, resource_type, resource_id, kc_id, origin, state, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org_pk, resource_id) DO UPDATE SET kc_id = excluded.kc_id, "
+            "origin = excluded.origin, state = excluded.state, updated = excluded.updated",
+            (link.org_pk, link.resource_type, link.resource_id, link.kc_id, link.origin,
+             json.dumps(link.state), now()))
 
     def drop_link(self, org_pk: int, resource_id: str) -> None:
         with self.db.transaction() as conn:
