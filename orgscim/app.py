@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .config import Settings, instance_path, load_config
 from .services import Services
 from .store.db import Database
+from .web import current
 
 
 def create_app(test_config: Settings | None = None) -> Flask:
@@ -20,7 +21,7 @@ def create_app(test_config: Settings | None = None) -> Flask:
     app.config.update(load_config(folder, test_config))
     db = Database(app.config["DATABASE"])
     db.check_schema()  # SchemaError (a RuntimeError) when it needs migrating or is newer than this code
-    app.extensions["orgscim"] = Services(db, dict(app.config))
+    current.install(app, Services(db, dict(app.config)))
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies > 0:  # client address (auth throttle, audit) and URLs (meta.location) as the proxy saw them
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from .. import metrics
 from ..keycloak.client import KeycloakError
 from ..services import ConfigError, Services
+from . import current
 
 log = logging.getLogger("orgscim.web")
 bp = Blueprint("ops", __name__)
@@ -92,7 +93,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    services = current_app.extensions["orgscim"]
+    services = current.services()
     cache: _ReadyCache = current_app.extensions.setdefault("orgscim.readyz", _ReadyCache())
     ttl = float(services.config.get("READYZ_CACHE_SECONDS", 5))
     with cache.lock:  # one probe runs the checks; the others wait for its answer
@@ -107,7 +108,7 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics_endpoint() -> Response:
-    services = current_app.extensions["orgscim"]
+    services = current.services()
     token = services.secret_setting("METRICS_TOKEN")
     if token:
         sent = (request.headers.get("Authorization") or "").partition(" ")

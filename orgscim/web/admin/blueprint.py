@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -17,8 +17,9 @@ from ...auth.caller import Caller
 from ...keycloak.client import KeycloakUnavailable
 from ...model.contract import Org
 from ...model.types import JSON
-from ...services import ConfigError, Services
+from ...services import ConfigError
 from ..config_api import realm_tokens
+from ..current import services
 from .csrf import csrf_token, csrf_valid
 from .oidc import OidcClient
 
@@ -53,12 +54,6 @@ class Settings:
     def realm(self) -> str:
         """The realm whose admins may log in (``ADMIN_REALM``)."""
         return self.oidc.realm
-
-
-def services() -> Services:
-    """The app's :class:`Services`."""
-    svc: Services = current_app.extensions["orgscim"]
-    return svc
 
 
 def settings() -> Settings:

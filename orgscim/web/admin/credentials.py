@@ -10,8 +10,9 @@ from ...auth import IssuedCredential, Rotation
 from ...model.contract import Org
 from ...orgadmin import OrgAdmin
 from ...services import ConfigError
+from ..current import services
 from ..urls import scim_base_url
-from .blueprint import Page, PageResult, bp, caller, configured, services
+from .blueprint import Page, PageResult, bp, caller, configured
 from .csrf import fresh_once, spend_once
 
 

@@ -17,9 +17,10 @@ from ...provision.mapping import ORG_SETTINGS
 from ...services import ConfigError, Services
 from .. import forms
 from ..connection_test import TEST_LOOKUP, Step, connection_test
+from ..current import services
 from ..idp_guides import GUIDES
 from ..urls import scim_base_url
-from .blueprint import Page, PageResult, bp, caller, configured, keycloak_trouble, services, settings
+from .blueprint import Page, PageResult, bp, caller, configured, keycloak_trouble, settings
 from .csrf import once_token
 
 

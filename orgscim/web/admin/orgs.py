@@ -13,7 +13,8 @@ from ...model.contract import ORG_STATUS_FILTERS
 from ...model.types import JSON
 from ...orgadmin import OrgAdmin
 from ...services import ConfigError, org_status
-from .blueprint import Page, bp, caller, keycloak_trouble, services, settings
+from ..current import services
+from .blueprint import Page, bp, caller, keycloak_trouble, settings
 
 NAMES_REFRESH_SECONDS = 300.0  # how often (per process) the orgs page asks Keycloak for new organization names
 NAMES_BATCH = 100  # organizations stored per write while Keycloak's list is paged

@@ -8,7 +8,8 @@ from flask import g, render_template, request
 from ...model.types import JSON
 from ...names import add_names
 from ...store.sync import OutboxItem
-from .blueprint import bp, services, settings
+from ..current import services
+from .blueprint import bp, settings
 
 MAX_LISTED = 500  # rows on the drift and activity pages
 
