@@ -13,7 +13,7 @@ Behaviour, in short:
 * :meth:`KeycloakAdmin.deadline` bounds everything a thread sends within a block (request timeouts are cut
   to the time left), so an inline delivery never outlives its budget.
 * Status handling is exact: 201 answers give the new id from ``Location``; 204 gives ``None``; 404
-  raises :class:`NotFound`, 409 :class:`Conflict`, other refusals :class:`KeycloakError`; connection
+  raises :class:`NotFound`, 409 :class:`KeycloakConflict`, other refusals :class:`KeycloakError`; connection
   problems and 5xx raise :class:`KeycloakUnavailable`.
 * List endpoints default to ``max=10`` server-side, so every list call here pages explicitly.
   ``list_*`` return one page (``first``/``max``); ``iter_*`` are generators that fetch page after page
@@ -54,8 +54,8 @@ import requests
 from orgscim.keycloak.errors import (
     BadRequest,
     BudgetSpent,
-    Conflict,
     Forbidden,
+    KeycloakConflict,
     KeycloakError,
     KeycloakUnavailable,
     NotFound,
@@ -69,9 +69,9 @@ from orgscim.keycloak.transport import Response, Transport
 __all__ = [
     "BadRequest",
     "BudgetSpent",
-    "Conflict",
     "Forbidden",
     "KeycloakAdmin",
+    "KeycloakConflict",
     "KeycloakError",
     "KeycloakUnavailable",
     "NotFound",
@@ -586,7 +586,7 @@ class KeycloakAdmin:
         return True
 
     def add_member(self, org_id: str, user_id: str) -> None:
-        """Add an existing user as an (unmanaged) member. :class:`Conflict` if already a member,
+        """Add an existing user as an (unmanaged) member. :class:`KeycloakConflict` if already a member,
         :class:`NotFound` if the user does not exist. The body is the bare JSON string id."""
         self.request(
             "POST",
@@ -684,7 +684,7 @@ class KeycloakAdmin:
         return [g for g in found if value in ((g.get("attributes") or {}).get(name) or [])]
 
     def create_org_group(self, org_id: str, name: str, attributes: Mapping[str, list[str]] | None = None) -> str:
-        """Create a top-level organization group; return its id. :class:`Conflict` on a duplicate name."""
+        """Create a top-level organization group; return its id. :class:`KeycloakConflict` on a duplicate name."""
         body: JSON = {"name": name}
         if attributes is not None:
             body["attributes"] = dict(attributes)
@@ -695,7 +695,7 @@ class KeycloakAdmin:
         self._no_content("PUT", f"{self._org_groups(org_id)}/{quote(group_id, safe='')}", rep, True)
 
     def rename_org_group(self, org_id: str, group_id: str, name: str) -> None:
-        """Rename the group (keeps its attributes). :class:`Conflict` if the name is taken."""
+        """Rename the group (keeps its attributes). :class:`KeycloakConflict` if the name is taken."""
         rep = self.get_org_group(org_id, group_id)
         body = {k: v for k, v in rep.items() if k in ("id", "name", "attributes", "description")}
         body["name"] = name
@@ -720,7 +720,7 @@ class KeycloakAdmin:
         return self.paged(path, {"briefRepresentation": _bool(brief)}, page_size=page_size)
 
     def add_org_group_member(self, org_id: str, group_id: str, user_id: str) -> None:
-        """Put an organization member into the group. :class:`Conflict` if already in;
+        """Put an organization member into the group. :class:`KeycloakConflict` if already in;
         :class:`BadRequest` if the user is not a member of the organization."""
         path = f"{self._org_groups(org_id)}/{quote(group_id, safe='')}/members/{quote(user_id, safe='')}"
         self._no_content("PUT", path)
@@ -740,7 +740,7 @@ class KeycloakAdmin:
     # ---------------------------------------------------------------------------------------------
 
     def create_user(self, rep: JSON) -> str:
-        """Create a user; return its id. :class:`Conflict` if the username or email is taken.
+        """Create a user; return its id. :class:`KeycloakConflict` if the username or email is taken.
 
         Attributes not declared in the realm's user profile are silently dropped by Keycloak;
         see :meth:`ensure_profile_attributes`. Keycloak stores usernames in lower case.
@@ -859,7 +859,7 @@ class KeycloakAdmin:
 
     def add_federated_identity(self, user_id: str, alias: str, idp_user_id: str, idp_username: str) -> None:
         """Link the user to IdP *alias*. *idp_user_id* must be what the IdP reports at login (OIDC
-        ``sub``). :class:`Conflict` if the user already has a link to that IdP.
+        ``sub``). :class:`KeycloakConflict` if the user already has a link to that IdP.
 
         Keycloak 26.7 checks neither that the alias exists nor that the IdP identity is free: the same
         ``(alias, idp_user_id)`` can end up on two users. Check :meth:`find_users_by_idp_link` first.

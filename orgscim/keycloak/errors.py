@@ -2,7 +2,7 @@
 
 ``KeycloakError`` carries the HTTP status (``None`` when no answer came back) and the body Keycloak
 sent (parsed JSON when it was JSON, otherwise text). Subclasses let callers branch without looking at
-numbers: ``NotFound`` (404), ``Conflict`` (409), ``BadRequest`` (400), ``Unauthorized`` (401),
+numbers: ``NotFound`` (404), ``KeycloakConflict`` (409), ``BadRequest`` (400), ``Unauthorized`` (401),
 ``Forbidden`` (403) and ``KeycloakUnavailable`` (connection refused, timeout, a 5xx or a 408: worth
 retrying later, e.g. from the outbox). ``RateLimited`` (429, RFC 6585 §4) is a ``KeycloakUnavailable`` that
 carries the server's ``Retry-After`` in seconds; ``BudgetSpent`` is raised before a request when the caller's
@@ -61,7 +61,7 @@ class NotFound(KeycloakError):
     """404: the resource (or, for org endpoints, the organization) does not exist."""
 
 
-class Conflict(KeycloakError):
+class KeycloakConflict(KeycloakError):
     """409: duplicate username/email, already a member, already linked, duplicate group name."""
 
 
@@ -91,7 +91,7 @@ _BY_STATUS: dict[int, type[KeycloakError]] = {
     401: Unauthorized,
     403: Forbidden,
     404: NotFound,
-    409: Conflict,
+    409: KeycloakConflict,
 }
 
 
@@ -140,8 +140,8 @@ def error_for_status(
 __all__ = [
     "BadRequest",
     "BudgetSpent",
-    "Conflict",
     "Forbidden",
+    "KeycloakConflict",
     "KeycloakError",
     "KeycloakUnavailable",
     "NotFound",

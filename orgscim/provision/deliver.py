@@ -27,9 +27,9 @@ from typing import Any
 from orgscim.keycloak.client import (
     BadRequest,
     BudgetSpent,
-    Conflict,
     Forbidden,
     KeycloakAdmin,
+    KeycloakConflict,
     KeycloakError,
     KeycloakUnavailable,
     NotFound,
@@ -286,7 +286,7 @@ class Deliverer:
                 return link
         try:
             kc_id = admin.create_user({**rep, "enabled": want_active})
-        except Conflict as e:
+        except KeycloakConflict as e:
             link = self._ours(org, admin, rid, applied) or self._adopt(org, admin, rid, rep, str(e))
         else:
             admin.fresh.add(kc_id)
@@ -370,7 +370,7 @@ class Deliverer:
         except NotFound:
             raise Refused("missing_in_keycloak", "the Keycloak user linked to this SCIM user no longer exists; "
                           "not re-created (reconcile --repair decides)", link.kc_id, None) from None
-        except Conflict as e:
+        except KeycloakConflict as e:
             raise Refused("uniqueness", f"Keycloak refused the new username/email: {e}", update.get("username"),
                           None) from None
         except BadRequest as e:
@@ -406,7 +406,7 @@ class Deliverer:
     def _add_member(self, admin: KeycloakAdmin, org: Org, kc_id: str) -> None:
         try:
             admin.add_member(org.org_id, kc_id)
-        except Conflict:
+        except KeycloakConflict:
             pass  # already a member: the goal is reached
 
     def _remove_member(self, org: Org, admin: KeycloakAdmin, link: Link, rid: str) -> bool:
@@ -470,7 +470,7 @@ class Deliverer:
             admin.remove_federated_identity(link.kc_id, alias)
         try:
             admin.add_federated_identity(link.kc_id, alias, idp_user_id, idp_username)
-        except Conflict:
+        except KeycloakConflict:
             raise Refused("idp_link_conflict", f"another Keycloak user is already linked to {alias} as "
                           f"{idp_user_id}", idp_user_id, None) from None
         link.state["idp"] = {"alias": alias, "userId": idp_user_id}
@@ -493,7 +493,7 @@ class Deliverer:
                 try:
                     kc_gid = admin.create_org_group(org.org_id, name, {ATTR_ID: [gid]})
                     fresh = True
-                except Conflict:
+                except KeycloakConflict:
                     pass  # the name is taken: maybe by our own earlier attempt
             if kc_gid is None:
                 ours = admin.find_org_groups_by_attribute(org.org_id, ATTR_ID, gid)
@@ -504,7 +504,7 @@ class Deliverer:
                 elif same is None:
                     try:
                         kc_gid = admin.create_org_group(org.org_id, name, {ATTR_ID: [gid]})
-                    except Conflict:
+                    except KeycloakConflict:
                         raise Refused("uniqueness", f"another organization group is named {name!r}", name,
                                       None) from None
                 elif (same.get("attributes") or {}).get(ATTR_ID):
@@ -523,7 +523,7 @@ class Deliverer:
             if group.get("name") != name:
                 try:
                     admin.rename_org_group(org.org_id, link.kc_id, name)
-                except Conflict:
+                except KeycloakConflict:
                     raise Refused("uniqueness", f"another organization group is named {name!r}", name,
                                   None) from None
         want = self.sync.group_member_kc_ids(org.pk, gid)
@@ -531,7 +531,7 @@ class Deliverer:
         for kc_id in sorted(want - have):
             try:
                 admin.add_org_group_member(org.org_id, link.kc_id, kc_id)
-            except Conflict:
+            except KeycloakConflict:
                 pass
         for kc_id in sorted(self.sync.owned_kc_ids(org.pk, have - want)):
             admin.remove_org_group_member(org.org_id, link.kc_id, kc_id)

@@ -11,9 +11,9 @@ import pytest
 from orgscim.keycloak.client import (
     REQUIRED_ROLES,
     BadRequest,
-    Conflict,
     Forbidden,
     KeycloakAdmin,
+    KeycloakConflict,
     KeycloakError,
     KeycloakUnavailable,
     NotFound,
@@ -207,10 +207,10 @@ def test_update_user_keeps_core_fields_whether_or_not_attributes_are_sent(kc_adm
 def test_duplicate_username_and_email_conflict(kc_admin: KeycloakAdmin, make_user) -> None:
     username = unique("dup")
     make_user(username=username, email=f"{username}@acme.example")
-    with pytest.raises(Conflict) as exc:
+    with pytest.raises(KeycloakConflict) as exc:
         kc_admin.create_user({"username": username, "enabled": True})
     assert exc.value.status == 409 and "username" in exc.value.message
-    with pytest.raises(Conflict) as exc:
+    with pytest.raises(KeycloakConflict) as exc:
         kc_admin.create_user({"username": unique("other"), "email": f"{username}@acme.example"})
     assert "email" in exc.value.message
 
@@ -238,7 +238,7 @@ def test_org_membership(kc_admin: KeycloakAdmin, make_user, acme: dict, globex: 
     assert not kc_admin.is_member(globex["id"], uid)
     member = kc_admin.get_member(acme["id"], uid)
     assert member["membershipType"] == "UNMANAGED"
-    with pytest.raises(Conflict):
+    with pytest.raises(KeycloakConflict):
         kc_admin.add_member(acme["id"], uid)
     assert [o["id"] for o in kc_admin.get_user_organizations(uid)] == [acme["id"]]
     kc_admin.add_member(globex["id"], uid)
@@ -295,7 +295,7 @@ def test_member_list_full_representation_has_attributes(kc_admin: KeycloakAdmin,
 def test_org_groups_lifecycle(kc_admin: KeycloakAdmin, make_user, temp_org: dict, globex: dict) -> None:
     org_id = temp_org["id"]
     gid = kc_admin.create_org_group(org_id, "Engineering", attributes={"scimId": ["g-1"]})
-    with pytest.raises(Conflict):
+    with pytest.raises(KeycloakConflict):
         kc_admin.create_org_group(org_id, "Engineering")
     group = kc_admin.get_org_group(org_id, gid)
     assert group["name"] == "Engineering" and group["attributes"] == {"scimId": ["g-1"]}
@@ -310,7 +310,7 @@ def test_org_groups_lifecycle(kc_admin: KeycloakAdmin, make_user, temp_org: dict
     group = kc_admin.get_org_group(org_id, gid)
     assert group["name"] == "Platform" and group["attributes"] == {"scimId": ["g-1"]}
     gid2 = kc_admin.create_org_group(org_id, "Sales")
-    with pytest.raises(Conflict):
+    with pytest.raises(KeycloakConflict):
         kc_admin.rename_org_group(org_id, gid2, "Platform")
     assert {g["name"] for g in kc_admin.iter_org_groups(org_id, page_size=1)} == {"Platform", "Sales"}
     assert len(kc_admin.list_org_groups(org_id, first=0, max=1)) == 1
@@ -319,7 +319,7 @@ def test_org_groups_lifecycle(kc_admin: KeycloakAdmin, make_user, temp_org: dict
     outsider = make_user()
     kc_admin.add_member(org_id, member)
     kc_admin.add_org_group_member(org_id, gid, member)
-    with pytest.raises(Conflict):
+    with pytest.raises(KeycloakConflict):
         kc_admin.add_org_group_member(org_id, gid, member)
     with pytest.raises(BadRequest):  # not a member of the organization
         kc_admin.add_org_group_member(org_id, gid, outsider)
@@ -366,7 +366,7 @@ def test_federated_identity_link(kc_admin: KeycloakAdmin, make_user, acme: dict)
     ]
     assert kc_admin.find_user_by_idp_link("acme-idp", sub)["id"] == uid
     assert kc_admin.find_user_by_idp_link("acme-idp", sub + "x") is None
-    with pytest.raises(Conflict):
+    with pytest.raises(KeycloakConflict):
         kc_admin.add_federated_identity(uid, "acme-idp", sub, "alice@acme.example")
     # Keycloak 26.7 accepts the same IdP identity on a second user: callers must look first
     other = make_user()

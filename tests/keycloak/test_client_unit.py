@@ -13,9 +13,9 @@ import requests
 
 from orgscim.keycloak.client import (
     BadRequest,
-    Conflict,
     Forbidden,
     KeycloakAdmin,
+    KeycloakConflict,
     KeycloakError,
     KeycloakUnavailable,
     NotFound,
@@ -143,7 +143,8 @@ def test_status_mapping_and_created_id() -> None:
     kc, _ = admin([_resp(201)])
     with pytest.raises(KeycloakError, match="Location"):
         kc.create_user({"username": "x"})
-    for status, cls in [(400, BadRequest), (403, Forbidden), (404, NotFound), (409, Conflict), (422, KeycloakError)]:
+    for status, cls in [(400, BadRequest), (403, Forbidden), (404, NotFound), (409, KeycloakConflict),
+                        (422, KeycloakError)]:
         kc, _ = admin([_resp(status, {"errorMessage": "nope"})])
         with pytest.raises(cls) as exc:
             kc.delete_user("u")
