@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from orgscim.app import create_app
 from orgscim.cli import main
+from orgscim.cli.common import config as cli_settings
 
 
 class Cli:
@@ -132,3 +133,19 @@ def test_runner_fixture_targets_the_test_instance(runner, api):
     assert sorted(o["orgId"] for o in json.loads(result.stdout)["orgs"]) == ["org-a", "org-b"]
     assert runner.invoke("realm", "disable", "r1").exit_code == 0
     api.error(api.get("/Users"), 404)
+
+
+def test_the_cli_and_the_app_read_the_same_settings(cli, monkeypatch: pytest.MonkeyPatch):
+    """One loader (orgscim.config): config.toml, then ORGSCIM_* over it, in the same instance folder for both."""
+    (cli.instance / "config.toml").write_text("KEYCLOAK_TIMEOUT = 7\nRETENTION_DAYS = 9\n")
+    monkeypatch.setenv("ORGSCIM_RETENTION_DAYS", "12")
+    cli("db", "upgrade")
+    from_cli = cli_settings()
+    app = create_app()
+    from_app = app.extensions["orgscim"].config
+    app.extensions["orgscim"].db.close()
+    assert from_cli["DATABASE"] == from_app["DATABASE"] == str(cli.instance / "orgscim.sqlite3")
+    for key in ("KEYCLOAK_TIMEOUT", "RETENTION_DAYS", "MAX_CONTENT_LENGTH", "_CONFIG_SOURCE"):
+        assert from_cli[key] == from_app[key], key
+    assert (from_app["KEYCLOAK_TIMEOUT"], from_app["RETENTION_DAYS"]) == (7, 12)
+    assert str(cli.instance / "config.toml") in from_app["_CONFIG_SOURCE"]
