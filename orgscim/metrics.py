@@ -70,7 +70,7 @@ def get() -> _Metrics:
         with _lock:
             m = _metrics.get(pid)
             if m is None:
-                values.ValueClass = values.get_value_class()
+                values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # prometheus_client
                 m = _metrics[pid] = _Metrics()
     return m
 
@@ -142,7 +142,7 @@ class _Local(Collector):
         self.registry = registry
 
     def collect(self) -> Iterator[Metric]:
-        return self.registry.collect()
+        yield from self.registry.collect()
 
 
 def exposition(store_source: Callable[[], Any] | None = None) -> bytes:
@@ -150,7 +150,7 @@ def exposition(store_source: Callable[[], Any] | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     path = multiprocess_dir()
     if path:
-        multiprocess.MultiProcessCollector(registry, path=path)
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Local(get().registry))
     if store_source is not None:
@@ -190,7 +190,7 @@ def child_exit(server: Any, worker: Any) -> None:
     """gunicorn ``child_exit`` hook: drop a dead worker's live-gauge files (its counters stay counted)."""
     path = multiprocess_dir()
     if path:
-        multiprocess.mark_process_dead(worker.pid, path)
+        multiprocess.mark_process_dead(worker.pid, path)  # type: ignore[no-untyped-call]
 
 
 def remove_multiprocess_dir(*_: Any) -> None:
