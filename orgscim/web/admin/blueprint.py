@@ -17,6 +17,7 @@ from ...auth.caller import Caller
 from ...keycloak.client import KeycloakUnavailable
 from ...model.contract import Org
 from ...model.types import JSON
+from ...orgadmin import OrgAdmin
 from ...services import ConfigError
 from ..config_api import realm_tokens
 from ..current import services
@@ -97,10 +98,12 @@ def current_user() -> JSON | None:
     return user
 
 
-def caller() -> Caller:
-    """The logged-in admin as the config API's :class:`Caller` (for :class:`OrgAdmin` and audit)."""
+def org_admin() -> OrgAdmin:
+    """Config changes as the logged-in admin (a :class:`Caller` like the config API's), audited as made through
+    the admin pages."""
     user = g.admin_user
-    return Caller(user["realm"], user["sub"], user["username"], settings().oidc.client_id, frozenset(user["roles"]))
+    who = Caller(user["realm"], user["sub"], user["username"], settings().oidc.client_id, frozenset(user["roles"]))
+    return OrgAdmin(services(), who, "admin")
 
 
 def keycloak_trouble(e: Exception, realm: str) -> str:

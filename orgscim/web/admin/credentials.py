@@ -8,11 +8,10 @@ from werkzeug.wrappers import Response
 
 from ...auth import IssuedCredential, Rotation
 from ...model.contract import Org
-from ...orgadmin import OrgAdmin
 from ...services import ConfigError
 from ..current import services
 from ..urls import scim_base_url
-from .blueprint import Page, PageResult, bp, caller, configured
+from .blueprint import Page, PageResult, bp, configured, org_admin
 from .csrf import fresh_once, spend_once
 
 
@@ -38,7 +37,7 @@ def create_credential(org_id: str) -> PageResult:
     if not fresh_once(once):
         raise _resubmitted(org)
     try:
-        issued = OrgAdmin(services(), caller(), "admin").issue(org)
+        issued = org_admin().issue(org)
     except ConfigError as e:
         raise Page(409, "No credentials for this mode", str(e)) from None
     spend_once(once)
@@ -54,7 +53,7 @@ def rotate_credential(org_id: str) -> PageResult:
     if not fresh_once(once):
         raise _resubmitted(org)
     try:
-        rotation = OrgAdmin(services(), caller(), "admin").rotate(org, hours)
+        rotation = org_admin().rotate(org, hours)
     except ConfigError as e:
         raise Page(400, "Not rotated", f"{e}. Go back and correct the grace period.") from None
     spend_once(once)
@@ -65,7 +64,7 @@ def rotate_credential(org_id: str) -> PageResult:
 def revoke_credential(org_id: str, cred_id: str) -> Response:
     """Revoke a credential now."""
     org = configured(org_id)
-    if OrgAdmin(services(), caller(), "admin").revoke(org, cred_id) is None:
+    if org_admin().revoke(org, cred_id) is None:
         raise Page(404, "No such credential", f"Organization {org_id} has no credential {cred_id}.")
     flash(f"Credential {cred_id} revoked: it stopped working immediately.", "ok")
     return redirect(url_for("admin.org", org_id=org_id))

@@ -12,7 +12,6 @@ from ... import plugins
 from ...keycloak.client import KeycloakError
 from ...model.contract import Org
 from ...model.types import JSON
-from ...orgadmin import OrgAdmin
 from ...provision.mapping import ORG_SETTINGS
 from ...services import ConfigError, Services
 from .. import forms
@@ -20,7 +19,7 @@ from ..connection_test import TEST_LOOKUP, Step, connection_test
 from ..current import services
 from ..idp_guides import GUIDES
 from ..urls import scim_base_url
-from .blueprint import Page, PageResult, bp, caller, configured, keycloak_trouble, settings
+from .blueprint import Page, PageResult, bp, configured, keycloak_trouble, org_admin, settings
 from .csrf import once_token
 
 
@@ -92,7 +91,7 @@ def configure(org_id: str) -> Response | PageResult:
                 "federationConfig": forms.parse_fields(f, f"fed-{federation}-",
                                                        forms.FEDERATION_FIELDS.get(federation, ())),
                 "options": {k: v for k, v in form["options"].items() if v}}
-        org, created = OrgAdmin(services(), caller(), "admin").configure(s.realm, org_id, data)
+        org, created = org_admin().configure(s.realm, org_id, data)
     except ConfigError as e:
         return _org_page(org_id, 400, f"Not saved: {e}", form)
     hint = "" if org.realm_enabled else f" SCIM is off for realm {s.realm}: turn it on on the organizations page."
@@ -127,8 +126,7 @@ def repair(org_id: str) -> Response:
         raise Page(502, "Keycloak did not answer", f"The repair could not compare with Keycloak "
                    f"({keycloak_trouble(e, org.realm)}); "
                    "nothing was changed. Try again later.", retry=False) from None
-    OrgAdmin(svc, caller(), "admin").audit(org.pk, "drift.repaired", repaired=summary.repaired,
-                                           remaining=len(summary.findings))
+    org_admin().audit(org.pk, "drift.repaired", repaired=summary.repaired, remaining=len(summary.findings))
     left = len(summary.findings)
     flash(f"Repair queued {summary.repaired} change(s) through the outbox; {left} difference(s) remain"
           + (" (orgscim does not own them, or Keycloak refused: see Drift)." if left else "."), "ok")
@@ -148,8 +146,7 @@ def test_connection(org_id: str) -> PageResult:
         return _org_page(org_id, 400, "Paste the credential the IdP will use (a secret or a token) to test.")
     steps = connection_test(current_app, org, credential.strip(), username.strip(), lookup)
     ok = all(st["ok"] for st in steps)
-    OrgAdmin(services(), caller(), "admin").audit(org.pk, "config.connection_tested", ok=ok,
-                                                   statuses=[st["status"] for st in steps])
+    org_admin().audit(org.pk, "config.connection_tested", ok=ok, statuses=[st["status"] for st in steps])
     return _org_page(org_id, 200 if ok else 400, None if ok else "The connection test failed: see the answers.",
                      test=steps)
 
@@ -159,7 +156,7 @@ def remove(org_id: str) -> Response:
     """Close the endpoint and revoke the credentials (optionally delete the org's SCIM data)."""
     org = configured(org_id)
     purge = request.form.get("purge") == "on"
-    revoked = OrgAdmin(services(), caller(), "admin").remove(org, purge)
+    revoked = org_admin().remove(org, purge)
     what = "SCIM config and data deleted" if purge else "SCIM endpoint closed (data kept; configure to reopen)"
     flash(f"{what}; {len(revoked)} credential(s) revoked.", "ok")
     return redirect(url_for("admin.org", org_id=org_id))

@@ -11,10 +11,9 @@ from werkzeug.wrappers import Response
 from ...keycloak.client import KeycloakError
 from ...model.contract import ORG_STATUS_FILTERS
 from ...model.types import JSON
-from ...orgadmin import OrgAdmin
 from ...services import ConfigError, org_status
 from ..current import services
-from .blueprint import Page, bp, caller, keycloak_trouble, settings
+from .blueprint import Page, bp, keycloak_trouble, org_admin, settings
 
 NAMES_REFRESH_SECONDS = 300.0  # how often (per process) the orgs page asks Keycloak for new organization names
 NAMES_BATCH = 100  # organizations stored per write while Keycloak's list is paged
@@ -75,7 +74,7 @@ def realm_flag() -> Response:
     """Turn SCIM on or off for the realm."""
     s = settings()
     enabled = request.form.get("scimEnabled") == "on"
-    OrgAdmin(services(), caller(), "admin").set_realm(s.realm, enabled)
+    org_admin().set_realm(s.realm, enabled)
     flash(f"SCIM is now {'on' if enabled else 'off'} for realm {s.realm}"
           + ("." if enabled else ": every organization's SCIM endpoint answers 404."), "ok")
     return redirect(url_for("admin.orgs"))
