@@ -45,7 +45,7 @@ class Page(Exception):
 
 
 @dataclass(frozen=True)
-class Settings:
+class AdminSettings:
     """What the login needs, from the config (see :mod:`orgscim.web.admin`)."""
 
     oidc: OidcClient
@@ -57,10 +57,10 @@ class Settings:
         return self.oidc.realm
 
 
-def settings() -> Settings:
+def settings() -> AdminSettings:
     """The admin login settings, or a 503 page that names what is missing."""
     if "admin_settings" in g:
-        known: Settings = g.admin_settings
+        known: AdminSettings = g.admin_settings
         return known
     svc = services()
     missing = []
@@ -81,8 +81,8 @@ def settings() -> Settings:
                    "orgscim. See the README, section Admin pages.")
     oidc = OidcClient(str(svc.config["ADMIN_REALM"]), str(svc.config.get("ADMIN_CLIENT_ID") or DEFAULT_CLIENT_ID),
                       secret, tokens, float(svc.config.get("KEYCLOAK_TIMEOUT", 5)))
-    g.admin_settings = found = Settings(oidc, float(svc.config.get("ADMIN_SESSION_SECONDS",
-                                                                   DEFAULT_SESSION_SECONDS)))
+    found = AdminSettings(oidc, float(svc.config.get("ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS)))
+    g.admin_settings = found
     return found
 
 
