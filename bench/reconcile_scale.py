@@ -45,13 +45,13 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError
+from orgscim.model.contract import Link
 from orgscim.provision.mapping import PROFILE_ATTRIBUTES, user_rep
 from orgscim.provision.reconcile import Pacer, Reconciler
 from orgscim.services import Services
 from orgscim.store.db import Database
 from orgscim.store.reconcile import ReconcileSchedule
 from orgscim.store.resources import ResourceStore
-from orgscim.store.sync import Link
 from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
 
 REALM = "orgscim-test"
@@ -130,7 +130,7 @@ def seed(services: Services, admin: KeycloakAdmin, org_id: str, n: int, tag: str
         if alias:
             admin.add_federated_identity(kc_id, alias, data["externalId"], name)
             state["idp"] = {"alias": alias, "userId": data["externalId"]}
-        services.sync.set_link(Link(org.pk, "User", row.id, kc_id, "created", state))
+        services.links.save(Link(org.pk, "User", row.id, kc_id, "created", state))
         return kc_id
 
     t0 = time.perf_counter()

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import metrics, plugins
-from .auth import AuthContext, CredentialIssuer
+from .auth import AuthContext, AuthMode, CredentialIssuer
 from .jwks import JwksError
 from .keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
 from .model.contract import Org
@@ -20,10 +20,8 @@ from .provision.deliver import Deliverer, Stats
 from .provision.mapping import ORG_SETTINGS, PROFILE_ATTRIBUTES
 from .provision.provisioner import KeycloakProvisioner
 from .scim.service import ScimService
+from .store.backend import SqliteStorage
 from .store.db import Database
-from .store.orgs import OrgStore
-from .store.resources import ResourceStore
-from .store.sync import SyncStore
 
 log = logging.getLogger("orgscim")
 
@@ -41,19 +39,24 @@ class Services:
     config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.orgs = OrgStore(self.db)
-        self.sync = SyncStore(self.db)
+        # the stores of the storage contract (orgscim.model.contract), on this process's SQLite database
+        self.storage = SqliteStorage(self.db)
+        self.orgs = self.storage.orgs
+        self.outbox = self.storage.outbox
+        self.links = self.storage.links
+        self.leases = self.storage.leases
+        self.drift = self.storage.drift
+        self.housekeeping = self.storage.housekeeping
         self.auth_ctx = AuthContext.from_config(self.orgs, self.config)
-        self._modes: dict[str, Any] = {}
+        self._modes: dict[str, AuthMode] = {}
         self._admins: dict[str, KeycloakAdmin] = {}
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.deliverer = Deliverer(self.orgs, self.sync, lambda pk: ResourceStore(self.db, pk), self.keycloak,
-                                   self.federation, workers=self.delivery_workers,
+        self.deliverer = Deliverer(self.storage, self.keycloak, self.federation, workers=self.delivery_workers,
                                    per_org=int(self.config.get("DELIVERY_PER_ORG", 4)))
 
     # -- plugins --------------------------------------------------------------------------------
-    def auth_mode(self, name: str) -> Any:
+    def auth_mode(self, name: str) -> AuthMode:
         """The (per-process) instance of an auth-mode plugin."""
         if name not in self._modes:
             available = plugins.auth_modes()
@@ -177,7 +180,7 @@ class Services:
         if not hasattr(mode, "issue"):
             raise ConfigError(f"auth mode {org.auth_mode} does not use credentials issued by orgscim; the "
                               "IdP authenticates with its own tokens")
-        return mode
+        return cast(CredentialIssuer, mode)
 
     def remove_org(self, org: Org, purge: bool = False) -> list[str]:
         """Take an org's SCIM config away: every credential not yet revoked is revoked now, and the endpoint
@@ -190,12 +193,12 @@ class Services:
         if purge:
             # acknowledged writes still queued are delivered if Keycloak takes them now, the rest is cancelled
             # with an audit event: never dropped silently with the org's rows
-            if self.keycloak_configured and self.sync.outbox(org.pk, limit=1):
+            if self.keycloak_configured and self.outbox.entries(org.pk, limit=1):
                 try:
                     self.deliver(org, budget=self.delivery_budget)
                 except (KeycloakError, ConfigError) as e:
                     log.warning("org %s/%s: delivery before purge failed: %s", org.realm, org.org_id, e)
-            self.sync.purge_org(org.pk, "organization purged")
+            self.outbox.purge_org(org.pk, "organization purged")
         else:
             self.orgs.upsert_org(org.realm, org.org_id, org.auth_mode, org.auth_config, False, org.federation,
                                  org.settings)
@@ -240,10 +243,10 @@ class Services:
         mode = self.auth_mode(org.auth_mode)
         admin = self.keycloak(org.realm)
         # while Keycloak answers, the request's entries are held for it (delivered inline, then released)
-        provisioner = KeycloakProvisioner(org, admin, self.sync, self.keycloak_up(org.realm),
+        provisioner = KeycloakProvisioner(org, admin, self.links, self.keycloak_up(org.realm),
                                           lambda: self.keycloak_failed(org.realm),
                                           hold=self.delivery_budget + INLINE_HOLD_MARGIN) if admin else None
-        return ScimService(ResourceStore(self.db, org.pk), base_url, mode.schemes(org), provisioner)
+        return ScimService(self.storage.resources(org.pk), base_url, mode.schemes(org), provisioner)
 
     def deliver(self, org: Org, budget: float | None = None) -> Stats:
         """Push the org's due outbox entries to Keycloak now, for at most ``budget`` seconds."""
@@ -254,13 +257,14 @@ class Services:
             self.keycloak_failed(org.realm, stats.retry_after)
         return stats
 
-    def deliver_request(self, org: Org, provisioner: Any, single_create: bool = False) -> str | None:
+    def deliver_request(self, org: Org, provisioner: KeycloakProvisioner | None,
+                        single_create: bool = False) -> str | None:
         """Deliver what one SCIM request committed before it answers, within ``KEYCLOAK_DELIVERY_BUDGET``
         (what is left goes to the worker at once). When the request was one create and Keycloak refused it as
         a duplicate of a user orgscim may not adopt, the never-acknowledged write is undone and the reason is
         returned: the IdP gets ``409 uniqueness`` (RFC 7644 §3.3) instead of a 201 followed by drift."""
-        written = getattr(provisioner, "written", None)
-        if not written:
+        written = provisioner.written if provisioner is not None else None
+        if not written or provisioner is None:
             return None
         rids = [rid for _, _, rid in written]
         if not provisioner.hold:
@@ -271,12 +275,12 @@ class Services:
                 stats = self.deliverer.deliver_resources(org, rids, self.delivery_budget)
         finally:
             if stats.deferred or stats.failed:
-                self.sync.unhold(org.pk, rids)
+                self.outbox.unhold(org.pk, rids)
         if stats.failed:
             self.keycloak_failed(org.realm, stats.retry_after)
         if single_create and written[0][1] == "User":
             for rid, kind, on_create in stats.refusals:
-                if rid == rids[0] and on_create and kind == "uniqueness" and self.sync.rollback_create(
+                if rid == rids[0] and on_create and kind == "uniqueness" and self.outbox.rollback_create(
                         org.pk, rid, "Keycloak: username or email of another user"):
                     return f"userName or email already belongs to another user of realm {org.realm}"
         return None

@@ -9,9 +9,7 @@ per ``WORKER_RECONCILE_SECONDS`` without all of them hitting Keycloak at once (`
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +20,7 @@ from .keycloak.client import KeycloakAdmin
 from .model.types import JSONValue
 from .provision.reconcile import Pacer, Reconciler
 from .services import Services
+from .store.leases import process_holder
 
 log = logging.getLogger("orgscim.worker")
 
@@ -51,7 +50,7 @@ class Worker:
         cfg = services.config
         self.intervals = {k: float(cfg.get(f"WORKER_{k.upper()}_SECONDS", v)) for k, v in DEFAULT_INTERVALS.items()}
         self.intervals.update(intervals or {})
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = process_holder()
         # reconcile wakes up every tick and does a share of the orgs (each org once per reconcile interval)
         self.reconcile_tick = min(self.intervals["reconcile"],
                                   float(cfg.get("WORKER_RECONCILE_TICK_SECONDS", DEFAULT_RECONCILE_TICK)))
@@ -94,7 +93,7 @@ class Worker:
 
     def run_once(self, job: Job) -> bool:
         """Run ``job`` if no other worker ran it during this interval; True if it ran here."""
-        if not self.services.sync.acquire(f"job:{job.name}", self.holder, job.interval * 0.9):
+        if not self.services.leases.acquire(f"job:{job.name}", self.holder, job.interval * 0.9):
             return False
         try:
             result = job.run()
@@ -109,7 +108,7 @@ class Worker:
     def housekeeping(self) -> dict[str, int]:
         """Prune delivered outbox entries and old events past retention."""
         days = int(self.services.config.get("RETENTION_DAYS", 30))
-        return self.services.sync.prune(days)
+        return self.services.housekeeping.prune(days)
 
     def serve(self) -> None:
         scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})

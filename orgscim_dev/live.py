@@ -133,9 +133,9 @@ class LiveServer:
     def settle(self, timeout: float = 120) -> None:
         """Wait until the outbox is empty (every change delivered); AssertionError if it is not in time."""
         deadline = time.monotonic() + timeout
-        while self.services.sync.outbox() and time.monotonic() < deadline:
+        while self.services.outbox.entries() and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert self.services.sync.outbox() == []
+        assert self.services.outbox.entries() == []
 
     # -- process -----------------------------------------------------------------------------------
     def start(self, timeout: float = 40) -> None:

@@ -45,10 +45,10 @@ class Scim:
         return resp
 
     def drift(self) -> list[dict[str, Any]]:
-        return self.services.sync.drift()
+        return [d.public() for d in self.services.drift.records()]
 
     def pending(self) -> int:
-        return len(self.services.sync.outbox())
+        return len(self.services.outbox.entries())
 
 
 def make_app(keycloak: Any, tmp: Path, **config: Any) -> Flask:

@@ -390,7 +390,7 @@ def test_drift_and_activity_pages(logged_in, services):
     activity = text(logged_in.get("/admin/activity"))
     assert 'id="no-pending"' in activity and 'id="no-provisioning"' in activity
     org = services.orgs.org(REALM, ORG_A)
-    services.sync.report(org.pk, "User", "u-1", "member_missing", "member", "absent")
+    services.drift.report(org.pk, "User", "u-1", "member_missing", "member", "absent")
     drift = text(logged_in.get("/admin/drift"))
     assert "member_missing" in drift and "u-1" in drift and ORG_A in drift
     assert "1 open drift record(s)" in text(logged_in.get(f"/admin/orgs/{ORG_A}"))
@@ -448,14 +448,14 @@ def test_orgs_page_pages_searches_and_filters(logged_in, services):
     not_configured = text(logged_in.get("/admin/?status=not-configured"))
     assert re.findall(r'<tr data-org="([^"]+)"', not_configured) == ["kc-only"] and "Initech" in not_configured
     org = services.orgs.org(REALM, "org-00007")
-    services.sync.report(org.pk, "User", "u-7", "removed_from_org", True, False)
+    services.drift.report(org.pk, "User", "u-7", "removed_from_org", True, False)
     assert re.findall(r'<tr data-org="([^"]+)"', text(logged_in.get("/admin/?status=drift"))) == ["org-00007"]
-    services.sync.enqueue(services.orgs.org(REALM, "org-00009").pk,
-                          [type("E", (), {"resource_type": "User", "resource_id": "u-9", "action": "user.upsert",
-                                          "payload": {}})()])
+    services.outbox.enqueue(services.orgs.org(REALM, "org-00009").pk,
+                            [type("E", (), {"resource_type": "User", "resource_id": "u-9",
+                                            "action": "user.upsert", "payload": {}})()])
     assert 'id="no-match"' in text(logged_in.get("/admin/?status=failing"))  # pending, never failed yet
     pk = services.db.one("SELECT pk FROM outbox WHERE resource_id = 'u-9'")[0]
-    services.sync.retry_later(pk, "Keycloak answered 503", 60)
+    services.outbox.retry_later(pk, "Keycloak answered 503", 60)
     failing = text(logged_in.get("/admin/?status=failing"))
     assert re.findall(r'<tr data-org="([^"]+)"', failing) == ["org-00009"] and "1 failing" in failing
     assert logged_in.get("/admin/?after=not-a-cursor").status_code == 400
@@ -465,15 +465,15 @@ def test_names_beside_ids(logged_in, services, api):
     services.orgs.seen_in_keycloak(REALM, [{"id": ORG_A, "name": "Acme Corp", "alias": "acme"}])
     user = api.create_user(user_name="alice@acme.example")
     org = services.orgs.org(REALM, ORG_A)
-    services.sync.report(org.pk, "User", user["id"], "removed_from_org", True, False)
+    services.drift.report(org.pk, "User", user["id"], "removed_from_org", True, False)
     drift = text(logged_in.get("/admin/drift"))
     assert "Acme Corp" in drift and "alice@acme.example" in drift and user["id"] in drift
     page = text(logged_in.get(f"/admin/orgs/{ORG_A}"))
     assert re.search(r'id="crumb-org">Acme Corp<', page) and "<h1 id=\"org-title\">Acme Corp</h1>" in page
     assert 'class="nowrap">' in page  # credential ids do not wrap one character per line
     services.orgs.event(org.pk, "config.org.updated", {"who": "root"})
-    services.sync.enqueue(org.pk, [type("E", (), {"resource_type": "User", "resource_id": user["id"],
-                                                  "action": "user.upsert", "payload": {}})()])
+    services.outbox.enqueue(org.pk, [type("E", (), {"resource_type": "User", "resource_id": user["id"],
+                                                    "action": "user.upsert", "payload": {}})()])
     activity = text(logged_in.get("/admin/activity"))
     pending = activity[activity.index('id="pending"'):activity.index('id="provisioning"')]
     assert "Acme Corp" in pending and "alice@acme.example" in pending and user["id"] in pending

@@ -45,11 +45,11 @@ def outbox(realm_name: str | None, org_id: str | None, include_done: bool, retry
         else:
             org_pk = configured_org(svc, realm_name, org_id).pk
     if retry:
-        n = svc.sync.retry_now(org_pk)
+        n = svc.outbox.retry_now(org_pk)
         stats = svc.deliverer.deliver_all()
         click.echo(f"retried {n} entries: {stats.delivered} delivered, {stats.refused} refused"
                    + (", Keycloak still failing" if stats.failed else ""), err=as_json)
-    items = svc.sync.outbox(org_pk, include_done)
+    items = svc.outbox.entries(org_pk, include_done)
     orgs = {o.pk: o for o in svc.orgs.orgs(realm_name)} if items else {}
     rows = add_names(svc.orgs, [{**i.public(), "realm": orgs[i.org_pk].realm, "orgId": orgs[i.org_pk].org_id}
                                 for i in items if i.org_pk in orgs])
@@ -110,8 +110,8 @@ def reconcile(realm_name: str | None, org_id: str | None, dry_run: bool, repair:
 def drift(org_id: str | None, include_resolved: bool, as_json: bool) -> None:
     """Recorded differences between SCIM and Keycloak (exit 1 if any is open)."""
     svc = services()
-    rows = [d for o in svc.orgs.orgs() if org_id in (None, o.org_id)
-            for d in svc.sync.drift(o.pk, open_only=not include_resolved)]
+    rows = [d.public() for o in svc.orgs.orgs() if org_id in (None, o.org_id)
+            for d in svc.drift.records(o.pk, open_only=not include_resolved)]
     add_names(svc.orgs, rows)
     emit(rows, as_json, table(("ORGANIZATION", "RESOURCE", "KIND", "SINCE", "RESOLVED"), [
         (org_cell(d), resource_cell(d), d["kind"], d["firstSeen"], d["resolved"]) for d in rows], "no drift"))

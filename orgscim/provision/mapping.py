@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from orgscim.model.schemas import ENTERPRISE
@@ -28,11 +29,13 @@ def setting(settings: dict[str, Any], key: str) -> str:
 def primary_email(data: dict[str, Any]) -> str | None:
     """The primary email, else the work one, else the first (RFC 7643 §4.1.2)."""
     emails = [e for e in data.get("emails") or [] if isinstance(e.get("value"), str)]
-    for pick in (lambda e: e.get("primary") is True, lambda e: str(e.get("type", "")).lower() == "work",
-                 lambda e: True):
+    picks: list[Callable[[dict[str, Any]], bool]] = [lambda e: e.get("primary") is True,
+                                                     lambda e: str(e.get("type", "")).lower() == "work",
+                                                     lambda e: True]
+    for pick in picks:
         for e in emails:
             if pick(e):
-                return e["value"]
+                return str(e["value"])
     return None
 
 

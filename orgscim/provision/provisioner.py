@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
-from orgscim.model.contract import Org, OutboxEntry
+from orgscim.model.contract import Links, Org, OutboxEntry
 from orgscim.model.errors import Uniqueness
-from orgscim.store.sync import SyncStore
+from orgscim.model.types import JSON
 
 from .domains import check_domains
 from .mapping import ATTR_ORG, active, kc_username, primary_email, setting
@@ -32,11 +32,11 @@ class KeycloakProvisioner:
     writes it committed are listed in :attr:`written`.
     """
 
-    def __init__(self, org: Org, admin: KeycloakAdmin, sync: SyncStore, check_now: bool = True,
+    def __init__(self, org: Org, admin: KeycloakAdmin, links: Links, check_now: bool = True,
                  on_unavailable: Callable[[], None] | None = None, hold: float = 0.0) -> None:
         self.org = org
         self.admin = admin
-        self.sync = sync
+        self.links = links
         self.check_now = check_now
         self.on_unavailable = on_unavailable or (lambda: None)
         self.hold = hold if check_now else 0.0
@@ -64,7 +64,7 @@ class KeycloakProvisioner:
         the conflict as drift later (an acknowledged write is never lost).
         """
         policy = setting(self.org.settings, "username_policy")
-        checks = []
+        checks: list[tuple[str, str, Callable[[str], JSON | None]]] = []
         username = kc_username(after, policy)
         if before is None or username != kc_username(before, policy):
             checks.append(("userName", username, self.admin.find_user_by_username))
@@ -73,14 +73,14 @@ class KeycloakProvisioner:
             checks.append(("email", email, self.admin.find_user_by_email))
         if not checks or not self.check_now:
             return
-        link = self.sync.link(self.org.pk, rid) if rid else None
+        link = self.links.get(self.org.pk, rid) if rid else None
         try:
             with self.admin.deadline(self.admin.timeout):
                 for what, value, finder in checks:
                     user = finder(value)
                     if user is None or (link is not None and user["id"] == link.kc_id):
                         continue
-                    if not adoptable(self.org, self.admin, self.sync, user, rid):
+                    if not adoptable(self.org, self.admin, self.links, user, rid):
                         raise Uniqueness(f"{what} {value!r} already belongs to another user of realm "
                                          f"{self.org.realm}")
         except KeycloakUnavailable as e:
@@ -88,7 +88,7 @@ class KeycloakProvisioner:
             self.on_unavailable()
 
 
-def adoptable(org: Org, admin: KeycloakAdmin, sync: SyncStore, user: dict[str, Any], rid: str) -> bool:
+def adoptable(org: Org, admin: KeycloakAdmin, links: Links, user: dict[str, Any], rid: str) -> bool:
     """Whether orgscim may take over an existing Keycloak user for this org (DESIGN §4, adopt policy).
 
     Never a service account, never the Keycloak side of another SCIM resource, never a user another org's
@@ -106,7 +106,7 @@ def adoptable(org: Org, admin: KeycloakAdmin, sync: SyncStore, user: dict[str, A
             attrs = admin.get_user(user["id"]).get("attributes") or {}
         except KeycloakError:
             return False
-    if [lk for lk in sync.linked_by_kc_id(user["id"]) if lk.resource_id != rid]:
+    if [lk for lk in links.by_kc_id(user["id"]) if lk.resource_id != rid]:
         return False
     owner = (attrs.get(ATTR_ORG) or [None])[0]
     if owner == org.org_id:

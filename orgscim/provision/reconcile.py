@@ -18,23 +18,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import zip_longest
 from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable, NotFound
 from orgscim.model.clock import now
-from orgscim.model.contract import Org, OutboxEntry
+from orgscim.model.contract import Link, Org, OutboxEntry
+from orgscim.store.leases import new_holder
 from orgscim.store.reconcile import ReconcileSchedule, ReconcileScratch
 from orgscim.store.resources import ResourceStore
-from orgscim.store.sync import Link
 
 from .mapping import ATTR_EXTERNAL_ID, ATTR_ID, active, setting, user_rep
 
@@ -149,7 +147,7 @@ class Reconciler:
         """One worker tick: reconcile the orgs that are due, oldest first, at most as many as keep every org
         within ``SPREAD`` of ``interval`` when this runs every ``tick`` seconds; discover each realm's orgs
         once per interval. Each org is due again ``interval`` after its reconcile started."""
-        holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        holder = holder or new_holder()
         summary = Summary()
         total = self.schedule.total()
         budget = max(1, math.ceil(total * tick / (interval * SPREAD))) if total else 0
@@ -209,7 +207,7 @@ class Reconciler:
                 summary.findings.append(finding.public(org))
                 if self.mode != "dry-run":
                     self.services.orgs.set_vanished(org.pk, now())
-                    self.services.sync.report(org.pk, "Organization", org.org_id, "org_deleted", "exists", "missing")
+                    self.services.drift.report(org.pk, "Organization", org.org_id, "org_deleted", "exists", "missing")
                     log.warning("organization %s vanished from realm %s: SCIM endpoint closed, data kept",
                                 org.org_id, realm)
 
@@ -231,8 +229,8 @@ class Reconciler:
         summary.findings += [f.public(org) for f in findings]
         if self.mode != "dry-run":
             for f in findings:
-                self.services.sync.report(org.pk, f.resource_type, f.resource_id, f.kind, f.expected, f.actual)
-            self.services.sync.resolve_unseen(org.pk, start)
+                self.services.drift.report(org.pk, f.resource_type, f.resource_id, f.kind, f.expected, f.actual)
+            self.services.drift.resolve_unseen(org.pk, start)
         self.progress("orgs", 1)
         return findings
 
@@ -279,8 +277,7 @@ class Reconciler:
                 if row["name"] != name:
                     findings.append(Finding("Group", row["id"], "name_changed", name, row["name"]))
                 gid = row["kc_id"]
-                for page in paged(lambda first, size, gid=gid: admin.list_org_group_members(
-                        org.org_id, gid, first, size), pool):
+                for page in paged(partial(admin.list_org_group_members, org.org_id, gid), pool):
                     scratch.add_group_members(gid, (u["id"] for u in page))
                 missing, extra = scratch.group_member_differences(row["id"], gid)
                 if missing:
@@ -349,7 +346,7 @@ class Reconciler:
     def repair(self, org: Org, findings: list[Finding]) -> int:
         """Queue outbox entries that make Keycloak match SCIM for what orgscim owns; returns how many."""
         store = ResourceStore(self.services.db, org.pk)
-        sync = self.services.sync
+        links, outbox = self.services.links, self.services.outbox
         done: set[str] = set()
         queued = 0
         for f in findings:
@@ -360,22 +357,22 @@ class Reconciler:
             row = store.get(f.resource_type, f.resource_id)
             if row is None:
                 continue
-            link: Link | None = sync.link(org.pk, f.resource_id)
+            link: Link | None = links.get(org.pk, f.resource_id)
             if f.kind == "missing_in_keycloak":
                 if link is not None and link.origin != "created":
                     continue  # never re-create what orgscim did not create
-                sync.drop_link(org.pk, f.resource_id)
+                links.drop(org.pk, f.resource_id)
             elif link is not None and f.resource_type == "User":
                 # Keycloak changed behind the deliverer's back: it must read the user again rather than trust
                 # what it remembers having applied (fields, membership, IdP link)
                 link.state.update(applied=None, member=None)
                 link.state.pop("idp", None)
-                sync.set_link(link)
+                links.save(link)
             if f.resource_type == "User":
                 entry = OutboxEntry("User", f.resource_id, "user.upsert", {"data": row.data, "active_changed": True})
             else:
                 entry = OutboxEntry("Group", f.resource_id, "group.upsert")
-            sync.enqueue(org.pk, [entry])
+            outbox.enqueue(org.pk, [entry])
             done.add(f.resource_id)
             queued += 1
         return queued

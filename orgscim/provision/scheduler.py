@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from orgscim.model.contract import Org
-from orgscim.store.orgs import OrgStore
-from orgscim.store.sync import OutboxItem, SyncStore
+from orgscim.model.contract import Org, Orgs, Outbox, OutboxItem
+from orgscim.store.leases import new_holder
 
 log = logging.getLogger("orgscim.deliver")
 
@@ -43,9 +40,9 @@ _local = threading.local()
 
 def holder() -> str:
     """This thread's lease-holder token: ``host:pid:random``, new in every process and thread."""
-    token = getattr(_local, "holder", None)
+    token: tuple[int, str] | None = getattr(_local, "holder", None)
     if token is None or token[0] != os.getpid():
-        token = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:16]}")
+        token = (os.getpid(), new_holder())
         _local.holder = token
     return token[1]
 
@@ -100,11 +97,11 @@ class Throttle:
 class Scheduler:
     """Runs ``deliver(org, resource_id) -> Stats`` for due resources across orgs with bounded parallelism."""
 
-    def __init__(self, orgs: OrgStore, sync: SyncStore, deliver: Callable[[Org, str], Stats],
+    def __init__(self, orgs: Orgs, outbox: Outbox, deliver: Callable[[Org, str], Stats],
                  workers: int = DEFAULT_WORKERS, per_org: int = DEFAULT_PER_ORG,
                  realm_ok: Callable[[str], bool] = lambda realm: True) -> None:
         self.orgs = orgs
-        self.sync = sync
+        self.outbox = outbox
         self.deliver = deliver
         self.workers = max(1, workers)
         self.per_org = max(1, per_org)
@@ -172,7 +169,7 @@ class Scheduler:
 
     def _due_orgs(self, only: list[int] | None) -> list[Org]:
         out = []
-        for pk in self.sync.due_orgs():
+        for pk in self.outbox.due_orgs():
             if only is not None and pk not in only:
                 continue
             org = self.orgs.org_by_pk(pk)
@@ -194,7 +191,7 @@ class Scheduler:
                 continue
             queue = queues.get(org.pk)
             if not queue:
-                queue = queues[org.pk] = deque(self.sync.due_heads(org.pk, self.per_org * 4, skip=mine))
+                queue = queues[org.pk] = deque(self.outbox.due_heads(org.pk, self.per_org * 4, skip=mine))
             while queue and queue[0].resource_id in mine:
                 queue.popleft()
             if not queue:

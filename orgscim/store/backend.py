@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .db import Database
+from .drift import DriftStore
+from .housekeeping import HousekeepingStore
 from .jwks import JwksStore
+from .leases import LeaseStore
+from .links import LinkStore
 from .orgs import OrgStore
+from .outbox import OutboxStore
 from .reconcile import ReconcileSchedule
 from .resources import ResourceStore
-from .sync import SyncStore
 
 
 class SqliteStorage:
@@ -25,8 +29,11 @@ class SqliteStorage:
         self.orgs = OrgStore(self.db)
         self.jwks = JwksStore(self.db)
         self.schedule = ReconcileSchedule(self.db)
-        # outbox, Keycloak links, leases, drift: not in the contract until store/sync.py is split along its jobs
-        self.sync = SyncStore(self.db)
+        self.outbox = OutboxStore(self.db)
+        self.links = LinkStore(self.db)
+        self.leases = LeaseStore(self.db)
+        self.drift = DriftStore(self.db)
+        self.housekeeping = HousekeepingStore(self.db)
 
     def resources(self, org_pk: int) -> ResourceStore:
         return ResourceStore(self.db, org_pk)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from orgscim.model.contract import MAX_PAGE, ORG_STATUS_FILTERS, Org, OrgPage
 from orgscim.model.types import JSON
 
+from .batch import chunks, marks
 from .db import Database
 
 
@@ -129,10 +130,9 @@ class OrgListing:
         """``{org id: {"name", "alias"}}`` as Keycloak last listed them (cached in ``kc_orgs``)."""
         ids = list(dict.fromkeys(org_ids))
         out: dict[str, dict[str, str | None]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+        for chunk in chunks(ids):
             rows = self.db.all(f"SELECT org_id, name, alias FROM kc_orgs WHERE realm = ? AND org_id IN "
-                               f"({', '.join('?' * len(chunk))})", [realm, *chunk])
+                               f"({marks(chunk)})", [realm, *chunk])
             out.update({r["org_id"]: {"name": r["name"], "alias": r["alias"]} for r in rows})
         return out
 
@@ -141,11 +141,10 @@ class OrgListing:
         ``id`` index; ids of other orgs or deleted resources are left out)."""
         wanted = list(dict.fromkeys(i for i in ids if i))
         out: dict[str, str] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
+        for chunk in chunks(wanted):
             rows = self.db.all(
                 "SELECT id, COALESCE(json_extract(data, '$.userName'), json_extract(data, '$.displayName'), "
-                f"name_lc) AS name FROM resources WHERE org_pk = ? AND id IN ({', '.join('?' * len(chunk))})",
+                f"name_lc) AS name FROM resources WHERE org_pk = ? AND id IN ({marks(chunk)})",
                 [org_pk, *chunk])
             out.update({r["id"]: r["name"] for r in rows})
         return out

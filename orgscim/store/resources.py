@@ -11,7 +11,6 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
 
 from orgscim.model.clock import later, now
 from orgscim.model.contract import Member, MemberChange, OutboxEntry, Page, Resource
@@ -19,11 +18,11 @@ from orgscim.model.errors import Uniqueness
 from orgscim.model.filter import AttrRef, Node
 from orgscim.model.types import JSON
 
+from .batch import chunks, marks
 from .db import Database
 from .sqlfilter import Compiler
 
 _COLUMNS = "r.pk, r.type, r.id, r.external_id, r.data, r.version, r.created, r.modified"
-T = TypeVar("T")
 
 
 def _resource(r: sqlite3.Row) -> Resource:
@@ -65,20 +64,18 @@ class ResourceStore:
 
     def members(self, group_pks: Sequence[int]) -> dict[int, list[Member]]:
         out: dict[int, list[Member]] = {pk: [] for pk in group_pks}
-        for chunk in _chunks(group_pks):
-            marks = ",".join("?" * len(chunk))
+        for chunk in chunks(group_pks):
             for r in self.db.all(
                     f"SELECT m.group_pk, e.pk, e.id, e.type, m.attrs FROM members m JOIN resources e "
-                    f"ON e.pk = m.member_pk WHERE m.group_pk IN ({marks}) ORDER BY m.group_pk, e.pk", chunk):
+                    f"ON e.pk = m.member_pk WHERE m.group_pk IN ({marks(chunk)}) ORDER BY m.group_pk, e.pk", chunk):
                 out[r[0]].append(Member(r[1], r[2], r[3], json.loads(r[4])))
         return out
 
     def member_counts(self, group_pks: Sequence[int]) -> dict[int, int]:
         """Number of members of each group pk (an index count, no rows loaded)."""
         out: dict[int, int] = {}
-        for chunk in _chunks(group_pks):
-            marks = ",".join("?" * len(chunk))
-            for r in self.db.all(f"SELECT group_pk, COUNT(*) FROM members WHERE group_pk IN ({marks}) "
+        for chunk in chunks(group_pks):
+            for r in self.db.all(f"SELECT group_pk, COUNT(*) FROM members WHERE group_pk IN ({marks(chunk)}) "
                                  "GROUP BY group_pk", chunk):
                 out[r[0]] = r[1]
         return out
@@ -86,11 +83,10 @@ class ResourceStore:
     def groups_of(self, member_pks: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """For each member pk: (group id, group displayName) of the groups it is directly in."""
         out: dict[int, list[tuple[str, str]]] = {pk: [] for pk in member_pks}
-        for chunk in _chunks(member_pks):
-            marks = ",".join("?" * len(chunk))
+        for chunk in chunks(member_pks):
             for r in self.db.all(
                     f"SELECT m.member_pk, g.id, g.data FROM members m JOIN resources g ON g.pk = m.group_pk "
-                    f"WHERE m.member_pk IN ({marks}) ORDER BY g.pk", chunk):
+                    f"WHERE m.member_pk IN ({marks(chunk)}) ORDER BY g.pk", chunk):
                 out[r[0]].append((r[1], json.loads(r[2]).get("displayName", "")))
         return out
 
@@ -98,9 +94,8 @@ class ResourceStore:
         """Resources of this org with the given ids (unknown ids, and other orgs' ids, are absent)."""
         ids = list(dict.fromkeys(i for i in ids if isinstance(i, str)))
         out: dict[str, Member] = {}
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            for r in self.db.all(f"SELECT pk, id, type FROM resources WHERE org_pk = ? AND id IN ({marks})",
+        for chunk in chunks(ids):
+            for r in self.db.all(f"SELECT pk, id, type FROM resources WHERE org_pk = ? AND id IN ({marks(chunk)})",
                                  [self.org_pk, *chunk]):
                 out[r["id"]] = Member(r["pk"], r["id"], r["type"])
         return out
@@ -168,9 +163,9 @@ class ResourceStore:
         """A resource whose representation changed because another one did (``groups``/``members`` are derived):
         new ``meta.version`` and ``lastModified``, so ETags never call a stale representation current (RFC 7644
         §3.14)."""
-        for chunk in _chunks(list(dict.fromkeys(pks))):
+        for chunk in chunks(list(dict.fromkeys(pks))):
             conn.execute(f"UPDATE resources SET version = version + 1, modified = ? WHERE org_pk = ? AND pk IN "
-                         f"({','.join('?' * len(chunk))})", [ts, self.org_pk, *chunk])
+                         f"({marks(chunk)})", [ts, self.org_pk, *chunk])
 
     def _touch_members_of(self, conn: sqlite3.Connection, group_pk: int, ts: str) -> None:
         conn.execute("UPDATE resources SET version = version + 1, modified = ? WHERE pk IN "
@@ -219,9 +214,3 @@ def _inserted(cur: sqlite3.Cursor) -> int:
 
 def _dump(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def _chunks(items: Sequence[T], size: int = 500) -> Iterable[list[T]]:
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

@@ -115,7 +115,7 @@ def metrics_endpoint() -> Response:
         if sent[0].lower() != "bearer" or not hmac.compare_digest(sent[2].strip().encode(), token.encode()):
             return Response("metrics need Authorization: Bearer <METRICS_TOKEN>\n", 401,
                             {"WWW-Authenticate": 'Bearer realm="orgscim-metrics"'}, mimetype="text/plain")
-    return Response(metrics.exposition(services.sync.metrics), mimetype=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(services.housekeeping.metrics), mimetype=CONTENT_TYPE_LATEST)
 
 
 # -- request metrics for every blueprint ---------------------------------------------------------------

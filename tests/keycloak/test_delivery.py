@@ -116,7 +116,7 @@ def test_workers_and_worker_process_apply_each_change_once(
     live.server.settle()
     assert live.proxy.statuses[CREATED] == 40  # one POST /users per SCIM user: no collision, no double create
     assert_applied_once(kc_admin, org_id, users)
-    assert live.server.services.sync.drift() == []  # no false `uniqueness` / `keycloak_refused`
+    assert live.server.services.drift.records() == []  # no false `uniqueness` / `keycloak_refused`
 
 
 def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
@@ -134,8 +134,8 @@ def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
     assert live.proxy.early == 0, live.proxy.early_calls  # no refused call repeated before its Retry-After
     assert live.proxy.statuses[CREATED] == 30
     assert_applied_once(kc_admin, org_id, users)
-    assert live.server.services.sync.drift() == []
-    done = live.server.services.sync.outbox(include_done=True)
+    assert live.server.services.drift.records() == []
+    done = live.server.services.outbox.entries(include_done=True)
     assert done and all(i.last_error is None or "429" in i.last_error for i in done)
 
 
@@ -160,7 +160,7 @@ def test_inline_delivery_never_outlasts_its_budget(live: Live, kc_admin: Keycloa
     assert max(took) < BUDGET + 1.0, took
     live.server.settle()
     assert kc_admin.count_members(org_id) == 4
-    assert live.server.services.sync.drift() == []
+    assert live.server.services.drift.records() == []
 
 
 def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(

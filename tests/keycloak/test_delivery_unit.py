@@ -26,7 +26,6 @@ from orgscim.provision.deliver import Deliverer
 from orgscim.provision.scheduler import Scheduler, Stats, holder
 from orgscim.services import Services
 from orgscim.store.db import Database
-from orgscim.store.resources import ResourceStore
 
 REALM = "r-delivery"
 
@@ -44,7 +43,7 @@ def org(services: Services, org_id: str) -> Any:
 
 def enqueue(services: Services, o: Any, rids: list[str], rtype: str = "User") -> None:
     action = "user.upsert" if rtype == "User" else "group.upsert"
-    services.sync.enqueue(o.pk, [OutboxEntry(rtype, rid, action, {"data": {}}) for rid in rids])
+    services.outbox.enqueue(o.pk, [OutboxEntry(rtype, rid, action, {"data": {}}) for rid in rids])
 
 
 def _child_holder(q: Any) -> None:
@@ -68,17 +67,17 @@ def test_lease_holders_are_unique_per_thread_and_process() -> None:
 
 
 def test_lease_checked_renewed_and_dead_holder_taken_over_at_once(services: Services) -> None:
-    sync = services.sync
-    assert sync.acquire("res:1:a", "h:1:alive", 30) and not sync.acquire("res:1:a", "other", 30)
-    assert sync.renew("res:1:a", "h:1:alive", 30) and not sync.renew("res:1:a", "other", 30)
+    leases = services.leases
+    assert leases.acquire("res:1:a", "h:1:alive", 30) and not leases.acquire("res:1:a", "other", 30)
+    assert leases.renew("res:1:a", "h:1:alive", 30) and not leases.renew("res:1:a", "other", 30)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     dead = f"{socket.gethostname()}:{gone.pid}:token"
-    assert sync.acquire("res:1:b", dead, 60)
+    assert leases.acquire("res:1:b", dead, 60)
     t0 = time.monotonic()
-    assert sync.acquire("res:1:b", holder(), 30)  # its process is gone: no waiting out the 60 s
+    assert leases.acquire("res:1:b", holder(), 30)  # its process is gone: no waiting out the 60 s
     assert time.monotonic() - t0 < 1
-    assert not sync.renew("res:1:b", dead, 30)  # the old holder learns it lost the lease before its next entry
+    assert not leases.renew("res:1:b", dead, 30)  # the old holder learns it lost the lease before its next entry
 
 
 def test_scheduler_is_fair_across_orgs(services: Services) -> None:
@@ -92,12 +91,12 @@ def test_scheduler_is_fair_across_orgs(services: Services) -> None:
         time.sleep(0.01)
         with lock:
             order.append(rid)
-        for item in services.sync.resource_pending(o.pk, rid):
-            services.sync.finish(item.pk)
+        for item in services.outbox.resource_pending(o.pk, rid):
+            services.outbox.finish(item.pk)
         return Stats(delivered=1)
 
-    stats = Scheduler(services.orgs, services.sync, deliver, workers=2, per_org=2).run()
-    assert stats.delivered == 61 and services.sync.outbox() == []
+    stats = Scheduler(services.orgs, services.outbox, deliver, workers=2, per_org=2).run()
+    assert stats.delivered == 61 and services.outbox.entries() == []
     assert order.index("b-only") < 3  # not after org A's 60 entries
     assert len(order) == len(set(order))  # each resource once
 
@@ -107,11 +106,11 @@ def test_group_waits_for_older_user_entries_and_resources_keep_their_order(servi
     enqueue(services, o, ["u1", "u2"])
     enqueue(services, o, ["g1"], "Group")
     enqueue(services, o, ["u1"])  # a second change of u1, behind its first
-    heads = services.sync.due_heads(o.pk, 10)
+    heads = services.outbox.due_heads(o.pk, 10)
     assert [(h.resource_id, h.action) for h in heads] == [("u1", "user.upsert"), ("u2", "user.upsert")]
     for h in heads:
-        services.sync.finish(h.pk)
-    heads = services.sync.due_heads(o.pk, 10)
+        services.outbox.finish(h.pk)
+    heads = services.outbox.due_heads(o.pk, 10)
     assert [h.resource_id for h in heads] == ["g1", "u1"]  # users done: the group may go; u1's 2nd change too
 
 
@@ -125,14 +124,14 @@ class ThrottledAdmin:
 def test_429_defers_the_entry_for_retry_after_and_finishes_nothing(services: Services) -> None:
     o = org(services, "org-429")
     enqueue(services, o, ["u429"])
-    deliverer = Deliverer(services.orgs, services.sync, lambda pk: ResourceStore(services.db, pk),
-                          lambda realm: ThrottledAdmin(), services.federation)  # type: ignore[arg-type,return-value]
+    deliverer = Deliverer(services.storage, lambda realm: ThrottledAdmin(),  # type: ignore[arg-type,return-value]
+                          services.federation)
     stats = deliverer.deliver_resource(o, "u429")
     assert stats.failed and stats.retry_after == 7.0 and stats.delivered == stats.refused == 0
-    [item] = services.sync.outbox(o.pk)
+    [item] = services.outbox.entries(o.pk)
     assert item.done is None and item.attempts == 0  # not processed by Keycloak: a retry need not look first
     assert later(5) < item.next_attempt <= later(8)
-    assert services.sync.drift() == []
+    assert services.drift.records() == []
 
 
 def events(services: Services, kind: str) -> list[dict[str, Any]]:
@@ -153,14 +152,14 @@ def test_pending_entries_are_never_deleted_with_their_org(services: Services) ->
     enqueue(services, o, ["u1"])
     with pytest.raises(Exception, match="pending outbox"):
         services.orgs.delete_org(o.pk)  # a plain delete (no cancel) is refused by the database
-    assert len(services.sync.outbox(o.pk)) == 1
+    assert len(services.outbox.entries(o.pk)) == 1
 
 
 def test_retention_prune_cancels_pending_entries_of_vanished_orgs(services: Services) -> None:
     o = org(services, "org-gone")
     enqueue(services, o, ["deactivate-me"])
     services.orgs.set_vanished(o.pk, later(-40 * 86400))
-    result = services.sync.prune(30)
+    result = services.housekeeping.prune(30)
     assert result["orgs"] == 1 and result["outbox_cancelled"] == 1
     [ev] = events(services, "outbox.cancelled")
     assert ev["entries"][0]["resourceId"] == "deactivate-me" and ev["who"] == "housekeeping"

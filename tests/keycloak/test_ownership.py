@@ -36,15 +36,15 @@ def test_retried_group_create_finds_its_own_group_and_delete_removes_it(
     org = scim.services.orgs.org(REALM, temp_org["id"])
     assert org is not None
     group = scim.call("POST", "/Groups", {"displayName": uniq("team")}, 201).get_json()
-    first = scim.services.sync.link(org.pk, group["id"])
+    first = scim.services.links.get(org.pk, group["id"])
     assert first is not None and first.origin == "created"
     kc_group = kc_admin.get_org_group(temp_org["id"], first.kc_id)
     assert kc_group["attributes"][ATTR_ID] == [group["id"]]
     # the create reached Keycloak but the attempt died before recording it: the retry must find it as ours
-    scim.services.sync.drop_link(org.pk, group["id"])
-    scim.services.sync.enqueue(org.pk, [OutboxEntry("Group", group["id"], "group.upsert")])
+    scim.services.links.drop(org.pk, group["id"])
+    scim.services.outbox.enqueue(org.pk, [OutboxEntry("Group", group["id"], "group.upsert")])
     scim.services.deliverer.deliver_org(org)
-    again = scim.services.sync.link(org.pk, group["id"])
+    again = scim.services.links.get(org.pk, group["id"])
     assert again is not None and (again.kc_id, again.origin) == (first.kc_id, "created")
     assert org_group_ids(kc_admin, temp_org["id"]) == {first.kc_id}  # no second group either
     scim.call("DELETE", f"/Groups/{group['id']}", None, 204)
@@ -59,7 +59,7 @@ def test_group_of_the_same_name_made_in_keycloak_is_adopted_and_kept(
     group = scim.call("POST", "/Groups", {"displayName": name}, 201).get_json()
     org = scim.services.orgs.org(REALM, temp_org["id"])
     assert org is not None
-    link = scim.services.sync.link(org.pk, group["id"])
+    link = scim.services.links.get(org.pk, group["id"])
     assert link is not None and (link.kc_id, link.origin) == (existing, "adopted")
     scim.call("DELETE", f"/Groups/{group['id']}", None, 204)
     assert existing in org_group_ids(kc_admin, temp_org["id"])  # never deleted: orgscim did not create it

@@ -313,9 +313,9 @@ def test_writes_survive_keycloak_outage_exactly_once_in_order(
     assert scim.pending() > 0  # acknowledged to the IdP, waiting for Keycloak
     deadline = time.monotonic() + 180
     while scim.pending() and time.monotonic() < deadline:
-        scim.services.sync.retry_now()
+        scim.services.outbox.retry_now()
         scim.services.deliverer.deliver_all()
-    assert scim.pending() == 0, scim.services.sync.outbox()[:3]
+    assert scim.pending() == 0, scim.services.outbox.entries()[:3]
     for i, scim_id in enumerate(ids):
         user = kc_user(kc_admin, scim_id)  # exactly one Keycloak user per SCIM user
         assert user["username"] == f"{prefix}-{i:03d}@acme.example"

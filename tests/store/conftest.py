@@ -1,9 +1,6 @@
 """The storage contract's test suite (docs/storage.md): every test here talks to a backend only through the
 contract (:mod:`orgscim.model.contract`), so a second backend runs this suite unchanged by adding itself to
 :data:`BACKENDS`. Tests of one backend's internals (SQLite query plans) live in a subfolder named after it.
-
-One exception until ``store/sync.py`` is split into the contract: the outbox and drift records are read and
-written through ``storage.sync`` (``SqliteStorage.sync``), which a second backend provides the same way.
 """
 
 from __future__ import annotations

@@ -111,12 +111,12 @@ def test_org_page_search_and_status(storage: Storage, listed: list[str]) -> None
     assert [r["orgId"] for r in orgs.org_page("r", status="configured").rows] == listed[1::2]
     org = orgs.org("r", "k03")
     assert org is not None
-    storage.sync.report(org.pk, "User", "x", "missing")  # drift and outbox: see conftest
+    storage.drift.report(org.pk, "User", "x", "missing")
     assert [r["orgId"] for r in orgs.org_page(status="drift").rows] == ["k03"]
     storage.resources(org.pk).create("User", {"userName": "u"}, "u", None, outbox=[OutboxEntry("User", "", "a")])
-    entry = storage.sync.outbox(org.pk)[0]
+    entry = storage.outbox.entries(org.pk)[0]
     assert orgs.org_page(status="failing").rows == []
-    storage.sync.retry_later(entry.pk, "refused", 60)
+    storage.outbox.retry_later(entry.pk, "refused", 60)
     row = orgs.org_page(status="failing").rows[0]
     assert (row["orgId"], row["pendingChanges"], row["failingChanges"], row["openDrift"]) == ("k03", 1, 1, 1)
     with pytest.raises(ValueError):

@@ -76,7 +76,7 @@ def test_a_refused_create_leaves_no_row_and_no_outbox_entry(storage: Storage, or
     with pytest.raises(Uniqueness):
         res.create("User", {"userName": "DUP"}, "DUP", None, outbox=[OutboxEntry("User", "", "user.upsert")])
     assert res.search("User", None, None, False, 0, 10).total == before
-    assert storage.sync.outbox(org_a.pk) == []  # outbox reads: see conftest
+    assert storage.outbox.entries(org_a.pk) == []
 
 
 # -- the outbox commits with the write -----------------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_each_write_commits_its_outbox_entries_in_order(storage: Storage, org_a:
     assert new is not None
     assert res.update(row, {"userName": "o"}, "o", None, outbox=[OutboxEntry("User", row.id, "lost")]) is None
     assert res.delete(new, outbox=[OutboxEntry("User", row.id, "user.delete", {"n": 3})])
-    entries = storage.sync.outbox(org_a.pk)  # outbox reads: see conftest
+    entries = storage.outbox.entries(org_a.pk)
     assert [(e.resource_id, e.action, e.payload) for e in entries] == [
         (row.id, "user.upsert", {"n": 1}), (row.id, "user.upsert", {"n": 2}), (row.id, "user.delete", {"n": 3})]
 
@@ -195,7 +195,7 @@ def test_concurrent_creates_of_one_name_store_exactly_one(storage: Storage, org_
     created = [r for r in results if isinstance(r, Resource)]
     assert len(created) == 1 and all(isinstance(r, Uniqueness) for r in results if r is not created[0]), results
     assert res.search("User", None, None, False, 0, 10).total == 1
-    assert [e.resource_id for e in storage.sync.outbox(org_a.pk)] == [created[0].id]  # outbox reads: see conftest
+    assert [e.resource_id for e in storage.outbox.entries(org_a.pk)] == [created[0].id]
 
 
 def test_concurrent_updates_of_one_version_let_exactly_one_win(res: Resources) -> None:

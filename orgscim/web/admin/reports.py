@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import g, render_template, request
 
+from ...model.contract import OutboxItem
 from ...model.types import JSON
 from ...names import add_names
-from ...store.sync import OutboxItem
 from ..current import services
 from .blueprint import bp, settings
 
@@ -21,7 +21,7 @@ def drift() -> str:
     svc = services()
     only = request.args.get("org") or None
     org = svc.orgs.org(s.realm, only) if only else None
-    rows = [d for d in svc.sync.drift(org.pk if org else None) if d["realm"] == s.realm][:MAX_LISTED]
+    rows = [d.public() for d in svc.drift.records(org.pk if org else None) if d.realm == s.realm][:MAX_LISTED]
     if only and org is None:
         rows = []
     add_names(svc.orgs, rows)
@@ -44,8 +44,8 @@ def activity() -> str:
         return add_names(svc.orgs, [{**i.public(), "realm": s.realm, "orgId": orgs[i.org_pk].org_id}
                                          for i in items if i.org_pk in orgs])
 
-    pending = named([i for i in svc.sync.outbox(None, limit=MAX_LISTED) if i.org_pk in orgs])
-    recent = named(svc.sync.recent(list(orgs), 100))
+    pending = named([i for i in svc.outbox.entries(None, limit=MAX_LISTED) if i.org_pk in orgs])
+    recent = named(svc.outbox.recent(list(orgs), 100))
     events = svc.orgs.events(s.realm, limit=200)
     names = svc.orgs.org_names(s.realm, [e["orgId"] for e in events if e["orgId"]])
     for e in events:

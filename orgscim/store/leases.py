@@ -1,0 +1,75 @@
+"""Leases: one deliverer per resource, one job of a kind across the processes of a host.
+
+A holder is ``host:pid`` or ``host:pid:token``; :func:`process_holder` and :func:`new_holder` make them and
+:func:`holder_alive` reads them, so a lease whose holder is a dead process of this host is taken over at once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sqlite3
+import time
+
+from .db import Database
+
+
+def process_holder() -> str:
+    """This process as a lease holder (``host:pid``): leases it keeps across runs of a job."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_holder() -> str:
+    """A new holder of this process (``host:pid:token``): a thread, or one run, of its own."""
+    return f"{process_holder()}:{secrets.token_hex(8)}"
+
+
+def holder_alive(holder: str) -> bool:
+    """False when ``holder`` names a process of this host that no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_in(conn: sqlite3.Connection, name: str, holder: str) -> None:
+    """Release a lease inside the caller's transaction."""
+    conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+
+class LeaseStore:
+    """The ``leases`` table, as :class:`orgscim.model.contract.Leases`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take (or renew) lease ``name`` for ``holder`` for ``ttl`` seconds. A lease held by someone else is
+        taken over when it expired, or at once when its holder is a process of this host that is gone."""
+        t = time.time()
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > t and holder_alive(row[0]):
+                return False
+            conn.execute("INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                         "SET holder = excluded.holder, until = excluded.until", (name, holder, t + ttl))
+        return True
+
+    def renew(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend a lease ``holder`` still holds; False when it lost it (expired and taken over)."""
+        with self.db.transaction() as conn:
+            changed: int = conn.execute("UPDATE leases SET until = ? WHERE name = ? AND holder = ?",
+                                        (time.time() + ttl, name, holder)).rowcount
+        return changed == 1
+
+    def release(self, name: str, holder: str) -> None:
+        with self.db.transaction() as conn:
+            release_in(conn, name, holder)
