@@ -1,7 +1,7 @@
 """``orgscim keycloak bootstrap REALM``: create (or bring back in line) the two Keycloak clients orgscim needs.
 
 * ``orgscim`` — confidential, service account only (no browser or password logins), whose service account holds
-  exactly the realm-management roles of :func:`~orgscim.keycloak.client.required_roles` for the server's version:
+  exactly the realm-management roles of :func:`~orgscim.keycloak.roles.required_roles` for the server's version:
   missing ones are added, any other realm-management role is taken away.
 * ``orgscim-admin`` — confidential, standard flow (authorization code) only, PKCE S256 required, redirect URI
   ``<orgscim URL>/admin/callback`` and post-logout redirect ``<orgscim URL>/admin/logged-out``; no service account
@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from .client import required_roles
+from orgscim.model.types import JSON, JSONValue, Scalar
+
+from .roles import required_roles
 
 SERVICE_FILE = "keycloak-client-secret"
 ADMIN_FILE = "admin-client-secret"
@@ -44,7 +45,7 @@ class Result:
     secret_files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> JSON:
         return dict(self.__dict__)
 
 
@@ -71,10 +72,12 @@ class Bootstrap:
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kw: Any) -> Any:
+    def _call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), *,
+              params: dict[str, Scalar] | None = None, json: JSONValue = None) -> JSONValue:
+        """One admin API call; the JSON answer (None when there is none)."""
         url = path if path.startswith("http") else f"{self.base}{path}"
         try:
-            r = self.http.request(method, url, timeout=self.timeout, **kw)
+            r = self.http.request(method, url, timeout=self.timeout, params=params, json=json)
         except requests.RequestException as e:
             raise BootstrapError(f"Keycloak did not answer {method} {path} ({type(e).__name__})") from None
         if r.status_code not in ok:
@@ -111,14 +114,15 @@ class Bootstrap:
         secrets = {SERVICE_FILE: self._secret(service, new_secrets), ADMIN_FILE: self._secret(admin, new_secrets)}
         return result, secrets
 
-    def _client(self, result: Result, client_id: str, wanted: dict[str, Any]) -> dict[str, Any]:
+    def _client(self, result: Result, client_id: str, wanted: JSON) -> JSON:
         """Create the client, or update the settings that differ from ``wanted``; returns its representation."""
         found = self._call("GET", "/clients", params={"clientId": client_id}) or []
         if not found:
             self._call("POST", "/clients", json={"clientId": client_id, **wanted})
             result.created.append(client_id)
-            return (self._call("GET", "/clients", params={"clientId": client_id}) or [])[0]
-        current = found[0]
+            created: JSON = (self._call("GET", "/clients", params={"clientId": client_id}) or [])[0]
+            return created
+        current: JSON = found[0]
         attrs = {**(current.get("attributes") or {}), **wanted.get("attributes", {})}
         differs = any(current.get(k) != v for k, v in wanted.items() if k != "attributes") or \
             attrs != (current.get("attributes") or {})
@@ -128,7 +132,7 @@ class Bootstrap:
             current = self._call("GET", f"/clients/{current['id']}")
         return current
 
-    def _exact_roles(self, result: Result, client: dict[str, Any]) -> None:
+    def _exact_roles(self, result: Result, client: JSON) -> None:
         """The service account gets exactly the required realm-management roles."""
         sa = self._call("GET", f"/clients/{client['id']}/service-account-user")
         rm = (self._call("GET", "/clients", params={"clientId": "realm-management"}) or [None])[0]
@@ -149,7 +153,7 @@ class Bootstrap:
         result.roles_added = [r["name"] for r in add]
         result.roles_removed = [r["name"] for r in remove]
 
-    def _secret(self, client: dict[str, Any], new: bool) -> str:
+    def _secret(self, client: JSON, new: bool) -> str:
         path = f"/clients/{client['id']}/client-secret"
         data = self._call("POST" if new else "GET", path) or {}
         if not data.get("value"):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
+
+from orgscim.model.types import JSONValue
 
 
 class KeycloakError(Exception):
@@ -22,7 +23,7 @@ class KeycloakError(Exception):
     def __init__(
         self,
         status: int | None,
-        body: Any = None,
+        body: JSONValue = None,
         *,
         method: str | None = None,
         url: str | None = None,
@@ -76,7 +77,7 @@ class KeycloakUnavailable(KeycloakError):
 class RateLimited(KeycloakUnavailable):
     """429 Too Many Requests (RFC 6585 §4): not applied; try again after ``retry_after`` seconds (None: unknown)."""
 
-    def __init__(self, status: int | None, body: Any = None, *, retry_after: float | None = None,
+    def __init__(self, status: int | None, body: JSONValue = None, *, retry_after: float | None = None,
                  method: str | None = None, url: str | None = None, message: str | None = None) -> None:
         super().__init__(status, body, method=method, url=url, message=message)
         self.retry_after = retry_after
@@ -95,7 +96,7 @@ _BY_STATUS: dict[int, type[KeycloakError]] = {
 }
 
 
-def _message_from(body: Any) -> str | None:
+def _message_from(body: JSONValue) -> str | None:
     if isinstance(body, dict):
         for key in ("errorMessage", "error_description", "error", "message"):
             val = body.get(key)
@@ -124,7 +125,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 def error_for_status(
-    status: int, body: Any = None, *, method: str | None = None, url: str | None = None,
+    status: int, body: JSONValue = None, *, method: str | None = None, url: str | None = None,
     retry_after: float | None = None,
 ) -> KeycloakError:
     """The most specific ``KeycloakError`` for an HTTP *status*; 429 and 408 are transient (RFC 6585 §4,
