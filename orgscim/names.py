@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .model.contract import Orgs
 from .model.types import JSON
-from .store.orgs import OrgStore
 
 
 def org_label(name: str | None, alias: str | None, org_id: str) -> str:
@@ -20,7 +20,7 @@ def org_label(name: str | None, alias: str | None, org_id: str) -> str:
     return f"{name} ({alias})" if alias and alias != name else name
 
 
-def add_names(orgs: OrgStore, rows: list[JSON]) -> list[JSON]:
+def add_names(orgs: Orgs, rows: list[JSON]) -> list[JSON]:
     """Add ``orgName``, ``orgAlias`` and (rows with ``resourceId``) ``resourceName`` to rows that carry ``realm``
     and ``orgId``; changes the rows in place and returns them."""
     by_org: dict[tuple[str, str], list[JSON]] = defaultdict(list)
