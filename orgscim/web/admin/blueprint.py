@@ -32,7 +32,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 DEFAULT_CLIENT_ID = "orgscim-admin"
 DEFAULT_SESSION_SECONDS = 3600
 PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.callback", "admin.logged_out", "admin.static"})
-#: what a page's view returns: the rendered page and its status, or a redirect
+#: a rendered page and its HTTP status
 PageResult = tuple[str, int]
 
 

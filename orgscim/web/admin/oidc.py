@@ -11,17 +11,15 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 from urllib.parse import urlencode
 
 import requests
 
 from ...auth import AuthFailed
+from ...auth.caller import Caller
+from ...auth.realm_tokens import RealmTokens
 from ...model.types import JSON
-
-if TYPE_CHECKING:
-    from ...auth.caller import Caller
-    from ...auth.realm_tokens import RealmTokens
 
 LOGIN_SECONDS = 600  # a login started longer ago than this must start again
 
