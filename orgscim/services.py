@@ -16,7 +16,9 @@ from .auth import AuthContext, AuthMode, CredentialIssuer
 from .jwks import JwksError
 from .keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
 from .model.contract import Org
+from .model.types import JSON
 from .provision.deliver import Deliverer, Stats
+from .provision.federation import FederationPlugin
 from .provision.mapping import ORG_SETTINGS, PROFILE_ATTRIBUTES
 from .provision.provisioner import KeycloakProvisioner
 from .scim.service import ScimService
@@ -65,7 +67,7 @@ class Services:
             self._modes[name] = available[name](self.auth_ctx)
         return self._modes[name]
 
-    def federation(self, org: Org) -> tuple[Any, dict[str, Any]]:
+    def federation(self, org: Org) -> tuple[FederationPlugin, JSON]:
         """The org's federation plugin instance and its settings."""
         return plugins.federation_plugins()[org.federation](), dict(org.settings.get("federation") or {})
 
@@ -129,10 +131,10 @@ class Services:
         return float(self.config.get("KEYCLOAK_DELIVERY_BUDGET", 10))
 
     # -- orgs -----------------------------------------------------------------------------------
-    def configure_org(self, realm: str, org_id: str, auth_mode: str, auth_config: dict[str, Any] | None = None,
+    def configure_org(self, realm: str, org_id: str, auth_mode: str, auth_config: JSON | None = None,
                       enabled: bool = True, federation: str = "none",
-                      federation_config: dict[str, Any] | None = None,
-                      options: dict[str, Any] | None = None) -> Org:
+                      federation_config: JSON | None = None,
+                      options: JSON | None = None) -> Org:
         """Create or update an org's SCIM config, refusing a bad config here rather than at request time.
         With Keycloak, the organization must exist there before anything of the config (a ``jwks_uri``) is
         fetched."""
@@ -153,7 +155,7 @@ class Services:
             fed_cfg = feds[federation]().validate_config(dict(federation_config or {}))
         except ValueError as e:
             raise ConfigError(str(e)) from e
-        settings: dict[str, Any] = {"federation": fed_cfg}
+        settings: JSON = {"federation": fed_cfg}
         for key, value in (options or {}).items():
             if key not in ORG_SETTINGS:
                 raise ConfigError(f"unknown org option {key!r}; known: {', '.join(ORG_SETTINGS)}")
@@ -204,7 +206,7 @@ class Services:
                                  org.settings)
         return revoked
 
-    def org_overview(self, realm: str | None = None) -> list[dict[str, Any]]:
+    def org_overview(self, realm: str | None = None) -> list[JSON]:
         """Configured orgs (``Org.public()``) and organizations reconcile found in Keycloak without a SCIM config,
         each with ``configured`` and ``status``: serving, closed, vanished or not configured."""
         rows = [{**o.public(), "configured": True} for o in self.orgs.orgs(realm)] + self.orgs.discovered(realm)
@@ -301,7 +303,7 @@ def _keycloak_refusals(admin: KeycloakAdmin, realm: str, org_id: str) -> Iterato
         raise ConfigError(f"Keycloak refused: {e}") from None
 
 
-def org_status(row: dict[str, Any]) -> str:
+def org_status(row: JSON) -> str:
     """``serving``, ``closed`` (realm flag off or org disabled), ``vanished`` (gone from Keycloak) or
     ``not configured``, for a row of :meth:`Services.org_overview` or an ``Org.public()``."""
     if row.get("configured") is False:

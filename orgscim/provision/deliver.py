@@ -31,10 +31,11 @@ from orgscim.model.contract import Lease, Link, Org, OutboxItem, Storage
 
 from .errors import Refused
 from .facts import EntryAdmin, Facts
+from .federation import Federation
 from .groups import GroupDelivery
 from .mapping import PROFILE_ATTRIBUTES
 from .scheduler import DEFAULT_PER_ORG, DEFAULT_WORKERS, LEASE_TTL, Scheduler, Stats, holder, lease_name
-from .users import Federation, UserDelivery
+from .users import UserDelivery
 
 log = logging.getLogger("orgscim.deliver")
 

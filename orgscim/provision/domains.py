@@ -12,11 +12,11 @@ accepted (an acknowledged write is never held hostage to Keycloak) and logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError
 from orgscim.model.contract import Org
 from orgscim.model.errors import InvalidValue
+from orgscim.model.types import JSON
 
 from .mapping import kc_username, primary_email, setting
 
@@ -29,7 +29,7 @@ def domain_of(value: str) -> str | None:
     return domain.lower() if at and local and domain else None
 
 
-def check_domains(org: Org, admin: KeycloakAdmin, before: dict[str, Any] | None, after: dict[str, Any],
+def check_domains(org: Org, admin: KeycloakAdmin, before: JSON | None, after: JSON,
                   ask_keycloak: bool = True) -> None:
     """Raise :class:`~orgscim.model.errors.InvalidValue` (SCIM ``invalidValue``) when a new username or email
     of the user is outside the org's domains. Values that do not change are not checked (users from before the

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from orgscim.model.schemas import ENTERPRISE
+from orgscim.model.types import JSON
 
 # Admin-only user-profile attributes orgscim declares (Keycloak 26 drops undeclared attributes).
 ATTR_ID = "orgscim_id"
@@ -22,16 +22,16 @@ DEFAULT_SETTINGS = {"username_policy": "userName", "delete_policy": "delete", "a
                     "auto_repair": "off", "domain_policy": "on"}
 
 
-def setting(settings: dict[str, Any], key: str) -> str:
+def setting(settings: JSON, key: str) -> str:
     return str(settings.get(key) or DEFAULT_SETTINGS[key])
 
 
-def primary_email(data: dict[str, Any]) -> str | None:
+def primary_email(data: JSON) -> str | None:
     """The primary email, else the work one, else the first (RFC 7643 §4.1.2)."""
     emails = [e for e in data.get("emails") or [] if isinstance(e.get("value"), str)]
-    picks: list[Callable[[dict[str, Any]], bool]] = [lambda e: e.get("primary") is True,
-                                                     lambda e: str(e.get("type", "")).lower() == "work",
-                                                     lambda e: True]
+    picks: list[Callable[[JSON], bool]] = [lambda e: e.get("primary") is True,
+                                           lambda e: str(e.get("type", "")).lower() == "work",
+                                           lambda e: True]
     for pick in picks:
         for e in emails:
             if pick(e):
@@ -39,12 +39,12 @@ def primary_email(data: dict[str, Any]) -> str | None:
     return None
 
 
-def active(data: dict[str, Any] | None) -> bool:
+def active(data: JSON | None) -> bool:
     """SCIM ``active`` defaults to true when absent (an IdP that never sends it provisions usable users)."""
     return bool(data is None or data.get("active", True))
 
 
-def kc_username(data: dict[str, Any], policy: str = "userName") -> str:
+def kc_username(data: JSON, policy: str = "userName") -> str:
     """Keycloak stores usernames in lower case."""
     if policy == "email":
         email = primary_email(data)
@@ -53,7 +53,7 @@ def kc_username(data: dict[str, Any], policy: str = "userName") -> str:
     return str(data.get("userName", "")).lower()
 
 
-def user_rep(org_id: str, rid: str, data: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+def user_rep(org_id: str, rid: str, data: JSON, settings: JSON) -> JSON:
     """The Keycloak fields orgscim owns for this user (enabled is decided by the deliverer)."""
     name = data.get("name") or {}
     attrs: dict[str, list[str]] = {ATTR_ID: [rid], ATTR_ORG: [org_id]}
@@ -68,7 +68,7 @@ def user_rep(org_id: str, rid: str, data: dict[str, Any], settings: dict[str, An
     }
 
 
-def scim_value(data: dict[str, Any], rid: str, path: str) -> str | None:
+def scim_value(data: JSON, rid: str, path: str) -> str | None:
     """A string value of a SCIM user by a simple path: ``externalId``, ``userName``, ``id``, ``email``,
     ``name.givenName`` or an enterprise attribute (``urn:…:enterprise:2.0:User:employeeNumber``)."""
     low = path.lower()

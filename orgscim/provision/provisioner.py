@@ -57,7 +57,7 @@ class KeycloakProvisioner:
     def committed(self, action: str, rtype: str, rid: str) -> None:
         self.written.append((action, rtype, rid))
 
-    def check_conflicts(self, rid: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    def check_conflicts(self, rid: str, before: JSON | None, after: JSON) -> None:
         """409 when a new username or email belongs to another realm user that may not be adopted.
 
         Only checked when Keycloak answers; if it is down the write is accepted and the deliverer reports
@@ -88,7 +88,7 @@ class KeycloakProvisioner:
             self.on_unavailable()
 
 
-def adoptable(org: Org, admin: KeycloakAdmin, links: Links, user: dict[str, Any], rid: str) -> bool:
+def adoptable(org: Org, admin: KeycloakAdmin, links: Links, user: JSON, rid: str) -> bool:
     """Whether orgscim may take over an existing Keycloak user for this org (DESIGN §4, adopt policy).
 
     Never a service account, never the Keycloak side of another SCIM resource, never a user another org's

@@ -25,15 +25,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import zip_longest
-from typing import Any
+from typing import Any, Protocol
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable, NotFound
 from orgscim.model.clock import now
-from orgscim.model.contract import Link, Org, OutboxEntry
+from orgscim.model.contract import Drift, Link, Links, Org, Orgs, Outbox, OutboxEntry
+from orgscim.model.types import JSON, JSONValue
+from orgscim.store.db import Database
 from orgscim.store.leases import new_holder
 from orgscim.store.reconcile import ReconcileSchedule, ReconcileScratch
 from orgscim.store.resources import ResourceStore
 
+from .deliver import Deliverer
+from .federation import FederationPlugin, idp_link
 from .mapping import ATTR_EXTERNAL_ID, ATTR_ID, active, setting, user_rep
 
 log = logging.getLogger("orgscim.reconcile")
@@ -51,10 +55,10 @@ class Finding:
     resource_type: str
     resource_id: str
     kind: str
-    expected: Any = None
-    actual: Any = None
+    expected: JSONValue = None
+    actual: JSONValue = None
 
-    def public(self, org: Org) -> dict[str, Any]:
+    def public(self, org: Org) -> JSON:
         return {"realm": org.realm, "orgId": org.org_id, "resourceType": self.resource_type,
                 "resourceId": self.resource_id, "kind": self.kind, "expected": self.expected, "actual": self.actual}
 
@@ -64,7 +68,7 @@ class Summary:
     orgs: int = 0
     users: int = 0
     groups: int = 0
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[JSON] = field(default_factory=list)
     repaired: int = 0
     discovered: int = 0
     vanished: int = 0
@@ -99,7 +103,7 @@ class Pacer:
             time.sleep(wait)
 
 
-def paged(fetch: Callable[[int, int], list[Any]], pool: ThreadPoolExecutor, size: int = PAGE) -> Iterator[list[Any]]:
+def paged(fetch: Callable[[int, int], list[JSON]], pool: ThreadPoolExecutor, size: int = PAGE) -> Iterator[list[JSON]]:
     """The pages of a Keycloak list endpoint; the next page is fetched while the caller works on this one,
     so at most two pages are in memory. Two of these on one pool of two threads fetch side by side."""
     first = 0
@@ -114,10 +118,29 @@ def paged(fetch: Callable[[int, int], list[Any]], pool: ThreadPoolExecutor, size
         yield page
 
 
+class Wiring(Protocol):
+    """What reconcile uses of :class:`orgscim.services.Services` (a layer above, so not imported here)."""
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def orgs(self) -> Orgs: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def links(self) -> Links: ...
+    @property
+    def drift(self) -> Drift: ...
+    @property
+    def deliverer(self) -> Deliverer: ...
+    def keycloak(self, realm: str) -> KeycloakAdmin | None: ...
+    def federation(self, org: Org) -> tuple[FederationPlugin, JSON]: ...
+
+
 class Reconciler:
     """``mode`` is ``dry-run`` (report only, write nothing), ``report`` (record drift) or ``repair``."""
 
-    def __init__(self, services: Any, mode: str = "report", progress: Callable[[str, int], None] | None = None,
+    def __init__(self, services: Wiring, mode: str = "report", progress: Callable[[str, int], None] | None = None,
                  admin_for: Callable[[str], KeycloakAdmin | None] | None = None) -> None:
         self.services = services
         self.mode = mode
@@ -211,7 +234,7 @@ class Reconciler:
                     log.warning("organization %s vanished from realm %s: SCIM endpoint closed, data kept",
                                 org.org_id, realm)
 
-    def _seen(self, realm: str, page: list[dict[str, Any]]) -> None:
+    def _seen(self, realm: str, page: list[JSON]) -> None:
         if page and self.mode != "dry-run":
             self.services.orgs.seen_in_keycloak(realm, page)
 
@@ -288,8 +311,8 @@ class Reconciler:
             pool.shutdown()
         return findings
 
-    def compare_user(self, org: Org, admin: KeycloakAdmin, row: Any, plugin: Any,
-                     fed_cfg: dict[str, Any]) -> list[Finding]:
+    def compare_user(self, org: Org, admin: KeycloakAdmin, row: Any, plugin: FederationPlugin,
+                     fed_cfg: JSON) -> list[Finding]:
         rid = row["id"]
         data = json.loads(row["data"])
         if row["kc_id"] is None:
@@ -328,7 +351,7 @@ class Reconciler:
         if expected_attrs != actual_attrs:
             out.append(Finding("User", rid, "attributes_changed", expected_attrs, actual_attrs))
         if fed_cfg.get("alias"):
-            want_link = plugin.link_for(org, fed_cfg, admin, rid, data)
+            want_link = idp_link(plugin, org, fed_cfg, admin, rid, data)
             if want_link is not None:
                 alias, idp_user_id, _ = want_link
                 if not row["idp_linked"]:

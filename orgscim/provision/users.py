@@ -11,22 +11,17 @@ behind an admin's back: a linked user that vanished is reported as drift.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from orgscim.keycloak.errors import BadRequest, KeycloakConflict, NotFound
 from orgscim.model.contract import Drift, Link, Links, Org, OutboxItem
 from orgscim.model.types import JSON, JSONValue
 
 from .errors import Refused
 from .facts import EntryAdmin
+from .federation import Federation, IdpLink, idp_link
 from .mapping import ATTR_EXTERNAL_ID, ATTR_ID, active, setting, user_rep
 from .provisioner import adoptable
 
 APPLIED = ("username", "email", "firstName", "lastName")
-
-#: the org's federation plugin instance and its settings (``Services.federation``)
-Federation = Callable[[Org], tuple[Any, JSON]]
 
 
 def _missing(kc_id: str) -> Refused:
@@ -65,7 +60,8 @@ class UserDelivery:
             self._remove_member(org, admin, link, rid)
         if explicit:
             link.state["member"] = want_active
-        want = self._idp_link(org, admin, rid, data)
+        plugin, cfg = self.federation(org)
+        want = idp_link(plugin, org, cfg, admin, rid, data)
         have = link.state.get("idp")
         if want is not None and (have is None or [have.get("alias"), have.get("userId")] != list(want[:2])):
             self.links.save(link)  # what is applied so far, should the IdP link fail
@@ -243,15 +239,7 @@ class UserDelivery:
         return True
 
     # -- IdP link ---------------------------------------------------------------------------------------
-    def _idp_link(self, org: Org, admin: EntryAdmin, rid: str, data: JSON) -> tuple[str, str, str] | None:
-        """(alias, IdP user id, IdP username) the org's federation plugin wants for the user, or None."""
-        plugin, cfg = self.federation(org)
-        if not hasattr(plugin, "link_for"):
-            return None
-        want: tuple[str, str, str] | None = plugin.link_for(org, cfg, admin, rid, data)
-        return want
-
-    def _federate(self, org: Org, admin: EntryAdmin, link: Link, want: tuple[str, str, str]) -> None:
+    def _federate(self, org: Org, admin: EntryAdmin, link: Link, want: IdpLink) -> None:
         alias, idp_user_id, idp_username = want
         current = {f["identityProvider"]: f for f in admin.list_federated_identities(link.kc_id)}
         have = current.get(alias)
