@@ -10,17 +10,18 @@ addresses). With ``TRUSTED_PROXIES`` the host checked is the proxy's ``X-Forward
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
+
+from ..config import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 UNCHECKED_PATHS = frozenset({"/healthz", "/readyz"})
 HOST = re.compile(r"(?P<name>[a-z0-9.-]+|\[(?P<v6>[a-f0-9:.]+)\])(?::[0-9]{1,5})?", re.IGNORECASE)
 
 
-def allowed_hosts(config: dict[str, Any]) -> list[str] | None:
+def allowed_hosts(config: Settings) -> list[str] | None:
     """The host names to accept, or None for any (``ALLOWED_HOSTS`` holds ``*``)."""
     raw = config.get("ALLOWED_HOSTS") or []
     names = [n.strip() for n in (raw.split(",") if isinstance(raw, str) else raw) if str(n).strip()]
