@@ -17,10 +17,10 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from .keycloak.client import KeycloakAdmin
+from .model.holders import process_holder
 from .model.types import JSONValue
 from .provision.reconcile import Pacer, Reconciler
 from .services import Services
-from .store.leases import process_holder
 
 log = logging.getLogger("orgscim.worker")
 

@@ -30,9 +30,9 @@ from typing import Any, Protocol
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable, NotFound
 from orgscim.model.clock import now
 from orgscim.model.contract import Drift, Link, Links, Org, Orgs, Outbox, OutboxEntry
+from orgscim.model.holders import new_holder
 from orgscim.model.types import JSON, JSONValue
 from orgscim.store.db import Database
-from orgscim.store.leases import new_holder
 from orgscim.store.reconcile import ReconcileSchedule, ReconcileScratch
 from orgscim.store.resources import ResourceStore
 

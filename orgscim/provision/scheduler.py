@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from orgscim.model.contract import Org, Orgs, Outbox, OutboxItem
-from orgscim.store.leases import new_holder
+from orgscim.model.holders import new_holder
 
 log = logging.getLogger("orgscim.deliver")
 

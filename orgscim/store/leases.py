@@ -1,43 +1,17 @@
 """Leases: one deliverer per resource, one job of a kind across the processes of a host.
 
-A holder is ``host:pid`` or ``host:pid:token``; :func:`process_holder` and :func:`new_holder` make them and
-:func:`holder_alive` reads them, so a lease whose holder is a dead process of this host is taken over at once.
+Holders are made and read by :mod:`orgscim.model.holders`: a lease whose holder is a dead process of this host
+is taken over at once.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 import sqlite3
 import time
 
+from orgscim.model.holders import holder_alive
+
 from .db import Database
-
-
-def process_holder() -> str:
-    """This process as a lease holder (``host:pid``): leases it keeps across runs of a job."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def new_holder() -> str:
-    """A new holder of this process (``host:pid:token``): a thread, or one run, of its own."""
-    return f"{process_holder()}:{secrets.token_hex(8)}"
-
-
-def holder_alive(holder: str) -> bool:
-    """False when ``holder`` names a process of this host that no longer exists."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def release_in(conn: sqlite3.Connection, name: str, holder: str) -> None:
