@@ -173,7 +173,7 @@ def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
     headers = {"Authorization": f"Bearer {secret}"}
     made: list[str] = []
     try:
-        for _ in range(2):  # warm the caches of both gunicorn workers
+        for _ in range(4):  # warm the caches (the facts of a worker not reached are left out below)
             made.append(requests.post(f"{base}/Users", json=okta_user(uniq("warm")), headers=headers,
                                       timeout=60).json()["id"])
         live.server.settle()
@@ -183,12 +183,15 @@ def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
             assert r.status_code == 201, r.text
             made.append(r.json()["id"])
         live.server.settle()
-        per_user = {k: v for k, v in live.proxy.counts.items() if "/users" in k}
+        # realm facts (user profile, the org's IdP) are fetched once per process and cached: a warm-up request
+        # need not have reached every gunicorn worker, so they are left out of the per-user count
+        per_user = {k: v for k, v in live.proxy.counts.items() if "/users" in k and not k.endswith("/users/profile")}
         assert per_user == {f"POST /admin/realms/{REALM}/users": 10,
                             f"GET /admin/realms/{REALM}/users": 10,  # ?idpAlias=&idpUserId=: subject free?
                             f"POST /admin/realms/{REALM}/users/{{id}}/federated-identity/acme-idp": 10}, per_user
         assert live.proxy.counts[f"POST /admin/realms/{REALM}/organizations/{{id}}/members"] == 10
-        assert sum(v for k, v in live.proxy.counts.items() if k != "token") <= 4 * 10 + 2, live.proxy.counts
+        facts = 2 * 3  # user profile + the org's IdP, at most once in each of 2 gunicorn workers and the worker
+        assert sum(v for k, v in live.proxy.counts.items() if k != "token") <= 4 * 10 + facts, live.proxy.counts
     finally:
         for sid in made:
             for u in kc_admin.find_users_by_attribute(ATTR_ID, sid):
