@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from realm_tokens import KEYCLOAK, FakeRealm
 
 from orgscim.app import create_app
+from orgscim.auth import AuthFailed
 from orgscim.services import Services
 from orgscim.web.admin import oidc
 from orgscim.web.admin.orgs import PAGE_SIZE
@@ -149,6 +150,34 @@ def test_login_redirects_to_keycloak_with_pkce_state_and_nonce(browser, kc):
     assert q["redirect_uri"] == "http://localhost/admin/callback"
     assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
     assert len(q["state"]) >= 32 and len(q["nonce"]) >= 32 and q["state"] != q["nonce"]
+
+
+def test_the_oidc_client_works_outside_flask(admin_app, realm_key, monkeypatch):
+    """:class:`oidc.OidcClient` is the login protocol alone (no request, no session): PKCE S256 over the
+    verifier, ``state`` checked and expiring, the code exchanged and both tokens verified, RP-initiated logout."""
+    client = oidc.OidcClient(REALM, CLIENT_ID, "admin-secret", realm_key.install(admin_app), 2.0)
+    pending = client.start("/admin/drift")
+    url = client.authorization_url(pending, "https://orgscim.test/admin/callback")
+    q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    digest = hashlib.sha256(pending["verifier"].encode()).digest()
+    assert q["code_challenge"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert oidc.answers(pending, pending["state"]) and not oidc.answers(pending, "forged")
+    assert not oidc.answers(None, pending["state"])
+    with monkeypatch.context() as later:
+        later.setattr(oidc.time, "time", lambda: pending["at"] + oidc.LOGIN_SECONDS + 1)
+        assert not oidc.answers(pending, pending["state"])
+    kc_endpoint = FakeTokenEndpoint(realm_key)
+    monkeypatch.setattr(oidc.requests, "post", kc_endpoint)
+    code = kc_endpoint.authorize(url)
+    tokens = client.exchange(code, pending["verifier"], "https://orgscim.test/admin/callback")
+    user, claims = client.verify(tokens, pending["nonce"])
+    assert user.who == "root" and user.is_admin and claims["nonce"] == pending["nonce"]
+    with pytest.raises(AuthFailed):
+        client.verify(tokens, "another nonce")
+    with pytest.raises(oidc.LoginFailed):
+        client.exchange(code, pending["verifier"], "https://orgscim.test/admin/callback")  # a code works once
+    logout = parse_qs(urlsplit(client.logout_url("https://orgscim.test/admin/logged-out", "id-token")).query)
+    assert logout["id_token_hint"] == ["id-token"] and logout["client_id"] == [CLIENT_ID]
 
 
 def test_login_lands_on_the_page_asked_for(browser, kc):
