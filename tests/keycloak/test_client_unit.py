@@ -247,3 +247,25 @@ def test_pool_sized_for_the_delivery_threads() -> None:
     kc = KeycloakAdmin("http://kc", "r", "c", "s", pool_size=24)
     assert kc.session.pool_size == 24
     assert kc.session._manager("http://kc/x").connection_pool_kw["maxsize"] == 24  # noqa: SLF001
+
+
+def test_each_endpoint_group_sends_its_urls_with_quoted_segments() -> None:
+    """KeycloakAdmin is composed of endpoint groups (users, organizations, org groups, realm); every id is one
+    quoted path segment (RFC 3986 §3.3), including the realm's name."""
+    kc, sess = admin([_resp(200, {"id": "u"}), _resp(204), _resp(200, 3), _resp(204), _resp(200, [])])
+    kc.realm = "my realm"
+    kc.get_user("a/b")
+    kc.add_org_group_member("o 1", "g/1", "u?1")
+    assert kc.count_members("o#1") == 3
+    kc.remove_federated_identity("u1", "idp/x")
+    assert kc.find_client("c") is None
+    base = "http://kc/admin/realms/my%20realm"
+    assert [(c[0], c[1]) for c in sess.calls] == [
+        ("GET", f"{base}/users/a%2Fb"),
+        ("PUT", f"{base}/organizations/o%201/groups/g%2F1/members/u%3F1"),
+        ("GET", f"{base}/organizations/o%231/members/count"),
+        ("DELETE", f"{base}/users/u1/federated-identity/idp%2Fx"),
+        ("GET", f"{base}/clients"),
+    ]
+    assert sess.calls[-1][2]["params"] == {"clientId": "c", "max": 2}
+    assert "json" not in sess.calls[1][2]  # no body unless one is given
