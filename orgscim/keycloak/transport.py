@@ -30,6 +30,8 @@ from requests.utils import get_environ_proxies
 from urllib3 import exceptions as u3
 from urllib3.exceptions import HTTPError
 
+from orgscim.model.types import JSONValue, Scalar
+
 
 class Exchange(NamedTuple):
     """One request as the transport's hooks see it (``status`` None: no answer, a connection error or timeout)."""
@@ -57,7 +59,7 @@ class Response:
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
 
-    def json(self) -> Any:
+    def json(self) -> JSONValue:
         return json.loads(self.content)
 
 
@@ -100,8 +102,8 @@ class Transport:
                 self._managers[origin] = manager
             return manager
 
-    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
-                headers: Mapping[str, str] | None = None, json: Any = None, data: Mapping[str, str] | None = None,
+    def request(self, method: str, url: str, *, params: Mapping[str, Scalar] | None = None,
+                headers: Mapping[str, str] | None = None, json: JSONValue = None, data: Mapping[str, str] | None = None,
                 auth: tuple[str, str] | None = None, timeout: float = 10.0) -> Response:
         """One request; ``json`` is sent as a JSON body, ``data`` as a form, ``auth`` as HTTP Basic."""
         out: dict[str, str] = dict(headers or {})
@@ -142,7 +144,7 @@ class Transport:
                 hook(exchange)
 
 
-def _dumps(value: Any) -> bytes:
+def _dumps(value: JSONValue) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
