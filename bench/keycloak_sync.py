@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Users/s reaching Keycloak as organization members through orgscim, against Keycloak's own admin API.
 
-    .venv/bin/python bench/keycloak_sync.py [--users 1000] [--threads 4,16] [--fair-users 5000]
+    .venv/bin/python bench/keycloak_sync.py [--users 1000] [--threads 4,16] [--warmup 300] [--fair-users 5000]
         [--count-users 100] [--throttle-users 300] [--orgs 1000] [--org-users 20] [--workers 2] [--json F]
 
 One run starts its own Keycloak (``KeycloakDev``: quiet figures, not a shared one), a real ``orgscim serve``
 (gunicorn) plus ``orgscim worker`` in front of it, and a second pair behind a small loopback proxy that counts
 Keycloak calls (and, in one phase, answers 429 with ``Retry-After`` to every third call). It measures:
 
-* **rate**: N users x T client threads, the raw admin API (create user + add member, 2 calls) against orgscim
-  (SCIM POST until every user is an org member, checked through the admin API); each user is then checked in
+* **rate**: after an untimed warm-up of ``--warmup`` users through each path, N users x T client threads, the
+  raw admin API (create user + add member, 2 calls) against orgscim (SCIM POST until every user is an org member,
+  checked through the admin API), each twice in the order raw, orgscim, orgscim, raw so that neither side gains
+  from Keycloak's JIT warming up or loses from its realm growing; each user is then checked in
   Keycloak (names, email, attributes, membership) and ``orgscim drift`` / ``orgscim outbox`` must report
   nothing;
 * **calls**: Keycloak admin calls per created user and per update (a PATCH of names), through the proxy;
@@ -19,7 +21,7 @@ Keycloak calls (and, in one phase, answers 429 with ``Retry-After`` to every thi
   and no refused call is repeated before its ``Retry-After``;
 * **many orgs**: ``--orgs`` organizations (created in Keycloak by the bench) x ``--org-users`` users each,
   SCIM POSTs spread over all orgs, against the raw rate; then one full ``orgscim reconcile`` of them, its time
-  against the default reconcile interval, and its peak RSS.
+  against the default reconcile interval, and its peak RSS against a reconcile of one org.
 
 Ratios are printed against the baseline measured in the same run. Exit 1 when a check fails.
 """
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -158,11 +159,14 @@ def clean_after(o: LiveServer) -> list[str]:
 
 
 def raw_import(admin: KeycloakAdmin, org_id: str, tag: str, n: int, threads: int) -> float:
+    """The same users straight through the admin API: the representation orgscim sends (names, email, enabled,
+    its three attributes), then the membership; seconds taken."""
     def one(_s: requests.Session, i: int) -> None:
         body = scim_user(f"raw{tag}{i:05d}", tag)
         kc_id = admin.create_user({"username": body["userName"], "email": body["emails"][0]["value"],
                                    "firstName": "Bench", "lastName": body["name"]["familyName"], "enabled": True,
-                                   "attributes": {ATTR_ID: [f"raw-{tag}-{i}"], ATTR_ORG: [org_id]}})
+                                   "attributes": {ATTR_ID: [f"raw-{tag}-{i}"], ATTR_ORG: [org_id],
+                                                  ATTR_EXTERNAL_ID: [body["externalId"]]}})
         admin.add_member(org_id, kc_id)
 
     return run_threads(n, threads, one)
@@ -198,20 +202,43 @@ def phase(title: str, out: dict[str, Any], save: str | None) -> Iterator[None]:
 
 # -- phases ------------------------------------------------------------------------------------------------------
 def bench_rate(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: dict[str, Any]) -> list[str]:
-    raw_org, raw_name = new_org(admin, "raw")
-    raw_s = raw_import(admin, raw_org, raw_name, n, threads)
-    org_id, name = new_org(admin, "scim")
-    secret = o.configure(REALM, org_id).secret
-    expected: dict[str, dict[str, Any]] = {}
-    t0 = time.monotonic()
-    scim_import(o, org_id, secret, name, n, threads, expected)
-    acked = time.monotonic() - t0
-    scim_s = wait_members(admin, org_id, n) - t0
-    problems = check_users(admin, org_id, expected) + clean_after(o)
-    out[f"rate_T{threads}"] = {"users": n, "threads": threads, "raw_users_per_s": round(n / raw_s, 1),
-                               "orgscim_users_per_s": round(n / scim_s, 1), "acknowledged_s": round(acked, 2),
-                               "ratio": round(raw_s / scim_s, 2), "problems": len(problems)}
+    """Raw admin API and orgscim, each twice in the order raw, orgscim, orgscim, raw (ABBA): Keycloak gets
+    faster as its JIT warms and slower as its realm grows, and either drift would otherwise favour one side."""
+    problems: list[str] = []
+    raw_runs: list[float] = []
+    scim_runs: list[float] = []
+    acked: list[float] = []
+    for side in ("raw", "scim", "scim", "raw"):
+        if side == "raw":
+            raw_org, raw_name = new_org(admin, "raw")
+            raw_runs.append(raw_import(admin, raw_org, raw_name, n, threads))
+            continue
+        org_id, name = new_org(admin, "scim")
+        secret = o.configure(REALM, org_id).secret
+        expected: dict[str, dict[str, Any]] = {}
+        t0 = time.monotonic()
+        scim_import(o, org_id, secret, name, n, threads, expected)
+        acked.append(time.monotonic() - t0)
+        scim_runs.append(wait_members(admin, org_id, n) - t0)
+        problems += check_users(admin, org_id, expected) + clean_after(o)
+    raw_s, scim_s = sum(raw_runs), sum(scim_runs)
+    out[f"rate_T{threads}"] = {"users": n, "threads": threads, "runs": 2,
+                               "raw_users_per_s": round(2 * n / raw_s, 1),
+                               "orgscim_users_per_s": round(2 * n / scim_s, 1),
+                               "raw_runs_s": [round(x, 2) for x in raw_runs],
+                               "orgscim_runs_s": [round(x, 2) for x in scim_runs],
+                               "acknowledged_s": round(max(acked), 2), "ratio": round(raw_s / scim_s, 2),
+                               "problems": len(problems)}
     return problems
+
+
+def warm_up(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int) -> None:
+    """Untimed: ``n`` users through each path, so that no measured phase pays for Keycloak's JIT warming up."""
+    raw_org, raw_name = new_org(admin, "warm-raw")
+    raw_import(admin, raw_org, raw_name, n, threads)
+    org_id, name = new_org(admin, "warm-scim")
+    scim_import(o, org_id, o.configure(REALM, org_id).secret, name, n, threads, {})
+    wait_members(admin, org_id, n)
 
 
 def bench_calls(admin: KeycloakAdmin, o: LiveServer, proxy: ProxyState, n: int, out: dict[str, Any]) -> list[str]:
@@ -354,30 +381,55 @@ def bench_many_orgs(admin: KeycloakAdmin, o: LiveServer, orgs: int, per_org: int
     problems = clean_after(o)
     rate = len(jobs) / took
     # then one full reconcile of all of them (`orgscim reconcile`, as an operator runs it), against the interval
-    # in which the worker must get through every org; peak RSS of that one process (wait4 gives its rusage)
-    t0 = time.monotonic()
-    with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "orgscim"), "reconcile", "--json"], env=o.env,
-                                stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        reconcile_s = time.monotonic() - t0
-        output.seek(0)
-        if proc.returncode != 0:
-            problems.append(f"reconcile of {orgs} orgs exited {proc.returncode}: {output.read()[-300:]!r}")
-    peak_kib = usage.ru_maxrss
+    # in which the worker must get through every org; its peak RSS against a reconcile of one of these orgs
+    one_s, one_kib, rc, text = run_peak_rss([orgscim_exe(), "reconcile", "--org", created[0][0], "--json"], o.env)
+    if rc != 0:
+        problems.append(f"reconcile of one org exited {rc}: {text[-300:]!r}")
+    reconcile_s, peak_kib, rc, text = run_peak_rss([orgscim_exe(), "reconcile", "--json"], o.env)
+    if rc != 0:
+        problems.append(f"reconcile of {orgs} orgs exited {rc}: {text[-300:]!r}")
     out["many_orgs"] = {"orgs": orgs, "users_per_org": per_org, "threads": threads, "seconds": round(took, 1),
                         "users_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw_rate, 2),
                         "reconcile_s": round(reconcile_s, 1),
                         "reconcile_share_of_interval": round(reconcile_s / DEFAULT_RECONCILE_INTERVAL, 3),
-                        "reconcile_peak_rss_mib": round(peak_kib / 1024, 1)}
+                        "reconcile_peak_rss_mib": round(peak_kib / 1024, 1),
+                        "reconcile_one_org_s": round(one_s, 1),
+                        "reconcile_one_org_peak_rss_mib": round(one_kib / 1024, 1),
+                        "reconcile_rss_ratio": round(peak_kib / max(1, one_kib), 2)}
     return problems
+
+
+def orgscim_exe() -> str:
+    return str(Path(sys.executable).parent / "orgscim")
+
+
+def run_peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
+    """Run ``cmd``; (seconds, peak RSS in KiB, exit code, output). The peak is the process's own ``VmHWM``,
+    read until it exits: ``ru_maxrss`` of a child starts at the parent's RSS when it forked, so it measured
+    this bench, not the command."""
+    peak = 0
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(cmd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        output.seek(0)
+        return took, peak, proc.returncode, output.read().decode(errors="replace")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--threads", default="4,16")
+    ap.add_argument("--warmup", type=int, default=300, help="untimed users through each path before measuring")
     ap.add_argument("--fair-users", type=int, default=5000)
     ap.add_argument("--fair-threads", type=int, default=8)
     ap.add_argument("--count-users", type=int, default=100)
@@ -403,7 +455,11 @@ def main() -> int:
         direct.start(timeout=120)
         proxied.start(timeout=120)
         raw_rates = []
-        for t in [int(x) for x in a.threads.split(",") if x]:
+        threads = [int(x) for x in a.threads.split(",") if x]
+        if a.warmup and threads:
+            with phase(f"warm-up (untimed): {a.warmup} users through each path", out, a.json):
+                warm_up(admin, direct, a.warmup, max(threads))
+        for t in threads:
             with phase(f"rate: {a.users} users x {t} threads", out, a.json):
                 problems += bench_rate(admin, direct, a.users, t, out)
                 raw_rates.append(out[f"rate_T{t}"]["raw_users_per_s"])
@@ -460,7 +516,8 @@ def report(out: dict[str, Any], problems: list[str]) -> None:
         print(f"initial sync {m['orgs']} orgs x {m['users_per_org']} users: {m['seconds']}s, {m['users_per_s']} "
               f"users/s, ratio to the raw admin API {m['ratio_to_raw']}")
         print(f"one full reconcile of them: {m['reconcile_s']}s = {m['reconcile_share_of_interval']} of the default "
-              f"{DEFAULT_RECONCILE_INTERVAL}s interval, peak RSS {m['reconcile_peak_rss_mib']} MiB")
+              f"{DEFAULT_RECONCILE_INTERVAL}s interval, peak RSS {m['reconcile_peak_rss_mib']} MiB against "
+              f"{m['reconcile_one_org_peak_rss_mib']} MiB for one org (ratio {m['reconcile_rss_ratio']})")
     print(f"problems: {len(problems)}")
     for p in problems[:20]:
         print(f"  {p}")
