@@ -207,7 +207,8 @@ def storage_ready(services: Services) -> str | None:
 
 
 def svc() -> ScimService:
-    return g.scim
+    service: ScimService = g.scim
+    return service
 
 
 # -- discovery (read-only; other methods get 405) --------------------------------------------------
