@@ -48,7 +48,6 @@ __all__ = [
     "REQUIRED_ROLES",
     "RateLimited",
     "Unauthorized",
-    "is_retryable",
     "required_roles",
 ]
 
@@ -59,8 +58,3 @@ class KeycloakAdmin(UserEndpoints, OrganizationEndpoints, OrgGroupEndpoints, Rea
 
     def __repr__(self) -> str:
         return f"KeycloakAdmin({self.base_url!r}, realm={self.realm!r}, client_id={self.client_id!r})"
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether *exc* means "try again later" (Keycloak unreachable, timeout, 5xx)."""
-    return isinstance(exc, KeycloakUnavailable)
