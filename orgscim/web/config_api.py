@@ -43,8 +43,9 @@ from ..model.contract import Org
 from ..model.errors import ModelError
 from ..model.types import JSON, JSONValue
 from ..orgadmin import ConfigConflict, OrgAdmin
-from ..services import ConfigError, Services
+from ..services import ConfigError
 from ..throttle import client_key, retry_after
+from .current import services
 from .errors import ScimError
 from .scim import body as parse_json_body
 from .urls import public_url, scim_base_url
@@ -84,12 +85,6 @@ def _json(data: JSONValue, status: int = 200) -> Response:
     resp = jsonify(data)
     resp.status_code = status
     return resp
-
-
-def services(app: Flask | None = None) -> Services:
-    """The app's :class:`Services`."""
-    svc: Services = (app or current_app).extensions["orgscim"]
-    return svc
 
 
 @bp.url_value_preprocessor

@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from ..auth import AuthRequest, challenge
@@ -22,6 +22,7 @@ from ..scim.service import ScimService
 from ..services import ConfigError, Services
 from ..store.db import is_disk_full
 from ..throttle import retry_after
+from . import current
 from .errors import SCIM_JSON, ScimError, error_response
 from .ops import readiness_check
 from .urls import SCIM_PATH, scim_base_url
@@ -122,7 +123,7 @@ def resolve_and_authenticate() -> Response | None:
     A throttled client gets 429 + ``Retry-After`` unless its credential passes the cheap check; every other
     failure is the same SCIM 401 with the mode's ``WWW-Authenticate`` challenge.
     """
-    services = current_app.extensions["orgscim"]
+    services = current.services()
     org = services.orgs.org(g.realm, g.org_id)
     if org is None or not org.serving:
         return error_response(NotFound("SCIM is not enabled for this organization"))
@@ -160,7 +161,7 @@ def deliver_now(resp: Response) -> Response:
     provisioner = getattr(scim, "provisioner", None)
     if "org" not in g or not getattr(provisioner, "written", None):
         return resp
-    services = current_app.extensions["orgscim"]
+    services = current.services()
     single_create = request.method == "POST" and request.endpoint == "scim.collection" and resp.status_code == 201
     try:
         refused = services.deliver_request(g.org, provisioner, single_create)
@@ -193,7 +194,7 @@ def on_http_error(e: HTTPException) -> Response:
 def on_unexpected(e: Exception) -> Response:
     if is_disk_full(e):  # the transaction rolled back: nothing of this write was stored
         log.error("storage full: %s", e)
-        current_app.extensions["orgscim"].db.full_at = time.monotonic()
+        current.services().db.full_at = time.monotonic()
         return error_response(ScimError(507, "insufficient storage: the request was not applied; retry later"))
     log.exception("unexpected error")
     return error_response(ScimError(500, "internal error; read the resources before retrying: this request "
