@@ -45,7 +45,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError
-from orgscim.model.contract import Link
+from orgscim.model.delivery import Link
 from orgscim.provision.mapping import PROFILE_ATTRIBUTES, user_rep
 from orgscim.provision.reconcile import Pacer, Reconciler
 from orgscim.services import Services

@@ -27,7 +27,8 @@ from orgscim.keycloak.errors import (
     Unauthorized,
 )
 from orgscim.model.clock import now
-from orgscim.model.contract import Lease, Link, Org, OutboxItem, Storage
+from orgscim.model.contract import Org, Storage
+from orgscim.model.delivery import Lease, Link, OutboxItem
 
 from .errors import Refused
 from .facts import EntryAdmin, Facts

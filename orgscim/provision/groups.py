@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orgscim.keycloak.errors import KeycloakConflict, NotFound
-from orgscim.model.contract import Drift, Link, Links, Org, OutboxItem, Resources
+from orgscim.model.contract import Org, Resources
+from orgscim.model.delivery import Drift, Link, Links, OutboxItem
 
 from .errors import Refused
 from .facts import EntryAdmin

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable
-from orgscim.model.contract import Links, Org, OutboxEntry
+from orgscim.model.contract import Org, OutboxEntry
+from orgscim.model.delivery import Links
 from orgscim.model.errors import Uniqueness
 from orgscim.model.types import JSON
 

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 
 from orgscim.keycloak.client import KeycloakAdmin, KeycloakError, KeycloakUnavailable, NotFound
 from orgscim.model.clock import now
-from orgscim.model.contract import Drift, Link, Links, Org, Orgs, Outbox, OutboxEntry
+from orgscim.model.contract import Org, Orgs, OutboxEntry
+from orgscim.model.delivery import Drift, Link, Links, Outbox
 from orgscim.model.holders import new_holder
 from orgscim.model.types import JSON, JSONValue
 from orgscim.store.db import Database

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from orgscim.model.contract import Org, Orgs, Outbox, OutboxItem
+from orgscim.model.contract import Org, Orgs
+from orgscim.model.delivery import Outbox, OutboxItem
 from orgscim.model.holders import new_holder
 
 log = logging.getLogger("orgscim.deliver")

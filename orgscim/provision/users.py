@@ -12,7 +12,8 @@ behind an admin's back: a linked user that vanished is reported as drift.
 from __future__ import annotations
 
 from orgscim.keycloak.errors import BadRequest, KeycloakConflict, NotFound
-from orgscim.model.contract import Drift, Link, Links, Org, OutboxItem
+from orgscim.model.contract import Org
+from orgscim.model.delivery import Drift, Link, Links, OutboxItem
 from orgscim.model.types import JSON, JSONValue
 
 from .errors import Refused

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from orgscim.model.clock import now
-from orgscim.model.contract import DriftRecord
+from orgscim.model.delivery import DriftRecord
 from orgscim.model.types import JSONValue
 
 from .batch import marks

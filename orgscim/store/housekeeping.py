@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from orgscim.model.clock import epoch, later
-from orgscim.model.contract import Gauge
+from orgscim.model.delivery import Gauge
 
 from .db import Database
 from .outbox import cancel_in

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from orgscim.model.clock import now
-from orgscim.model.contract import Link
+from orgscim.model.delivery import Link
 
 from .batch import chunks, marks
 from .db import Database

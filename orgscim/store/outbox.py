@@ -11,7 +11,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from orgscim.model.clock import later, now
-from orgscim.model.contract import Lease, Link, OutboxEntry, OutboxItem
+from orgscim.model.contract import OutboxEntry
+from orgscim.model.delivery import Lease, Link, OutboxItem
 
 from .batch import chunks, marks
 from .db import Database

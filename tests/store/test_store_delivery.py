@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from orgscim.model.contract import Link, Org, OutboxEntry, Storage
+from orgscim.model.contract import Org, OutboxEntry, Storage
+from orgscim.model.delivery import Link
 from orgscim.model.holders import new_holder, process_holder
 
 

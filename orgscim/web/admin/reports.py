@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import g, render_template, request
 
-from ...model.contract import OutboxItem
+from ...model.delivery import OutboxItem
 from ...model.types import JSON
 from ...names import add_names
 from ..current import services
