@@ -60,7 +60,9 @@ def server(template, tmp_path_factory):
         while True:
             assert proc.poll() is None, (instance / "server.log").read_text()
             try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                # not a short timeout: a client that gives up while a booting worker is busy is logged by
+                # gunicorn as a 500 (the app had nothing to answer), which test_no_server_errors_logged forbids
+                with urllib.request.urlopen(url + "/healthz", timeout=15) as r:
                     if r.status == 200:
                         break
             except OSError:
