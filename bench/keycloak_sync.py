@@ -54,6 +54,7 @@ from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFI
 from orgscim_dev.kcproxy import ProxyState, make_proxy
 from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
 from orgscim_dev.live import LiveServer
+from orgscim_dev.proc import vm_kib
 
 REALM = "orgscim-test"
 DEFAULT_RECONCILE_INTERVAL = 3600  # WORKER_RECONCILE_SECONDS: the worker must get through every org within it
@@ -382,10 +383,10 @@ def bench_many_orgs(admin: KeycloakAdmin, o: LiveServer, orgs: int, per_org: int
     rate = len(jobs) / took
     # then one full reconcile of all of them (`orgscim reconcile`, as an operator runs it), against the interval
     # in which the worker must get through every org; its peak RSS against a reconcile of one of these orgs
-    one_s, one_kib, rc, text = run_peak_rss([orgscim_exe(), "reconcile", "--org", created[0][0], "--json"], o.env)
+    one_s, one_kib, rc, text = run_peak_rss([o.orgscim, "reconcile", "--org", created[0][0], "--json"], o.env)
     if rc != 0:
         problems.append(f"reconcile of one org exited {rc}: {text[-300:]!r}")
-    reconcile_s, peak_kib, rc, text = run_peak_rss([orgscim_exe(), "reconcile", "--json"], o.env)
+    reconcile_s, peak_kib, rc, text = run_peak_rss([o.orgscim, "reconcile", "--json"], o.env)
     if rc != 0:
         problems.append(f"reconcile of {orgs} orgs exited {rc}: {text[-300:]!r}")
     out["many_orgs"] = {"orgs": orgs, "users_per_org": per_org, "threads": threads, "seconds": round(took, 1),
@@ -399,10 +400,6 @@ def bench_many_orgs(admin: KeycloakAdmin, o: LiveServer, orgs: int, per_org: int
     return problems
 
 
-def orgscim_exe() -> str:
-    return str(Path(sys.executable).parent / "orgscim")
-
-
 def run_peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
     """Run ``cmd``; (seconds, peak RSS in KiB, exit code, output). The peak is the process's own ``VmHWM``,
     read until it exits: ``ru_maxrss`` of a child starts at the parent's RSS when it forked, so it measured
@@ -411,14 +408,8 @@ def run_peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, 
     t0 = time.monotonic()
     with tempfile.TemporaryFile() as output:
         proc = subprocess.Popen(cmd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-            except (OSError, ValueError):
-                pass
+            peak = max(peak, vm_kib(proc.pid, "VmHWM") or 0)
             time.sleep(0.05)
         took = time.monotonic() - t0
         output.seek(0)

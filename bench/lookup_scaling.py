@@ -35,6 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
+
+from orgscim_dev.proc import vm_kib  # noqa: E402
+
 REALM = "bench"
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 BIN = Path(sys.executable).parent
@@ -137,16 +141,6 @@ def proc_tree(root: int) -> list[int]:
         out.append(pid)
         todo += [p for p, pp in parent.items() if pp == pid]
     return out
-
-
-def vm_kib(pid: int, key: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 # -- phases --------------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ from orgscim.services import Services
 from orgscim.store.db import Database
 from orgscim.store.resources import ResourceStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
+from orgscim_dev.proc import vm_kib  # noqa: E402
+
 REALM = "bench"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -152,12 +155,7 @@ class Server:
         return sorted(out)
 
     def rss_mb(self) -> list[float]:
-        out = []
-        for pid in self.workers():
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out.append(int(line.split()[1]) / 1024)
-        return out
+        return [kib / 1024 for pid in self.workers() if (kib := vm_kib(pid, "VmRSS")) is not None]
 
     def stop(self) -> None:
         try:

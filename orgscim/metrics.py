@@ -104,9 +104,12 @@ def observe_keycloak(method: str, status: int | None, seconds: float) -> None:
 
 def instrument_session(transport: Any) -> None:
     """Time every request the Keycloak admin client's transport sends (method and status, never URLs)."""
-    if not getattr(transport, "_orgscim_timed", False):
-        transport.hooks.append(lambda x: observe_keycloak(x.method, x.status, x.seconds))
-        transport._orgscim_timed = True
+    if _observe_exchange not in transport.hooks:
+        transport.hooks.append(_observe_exchange)
+
+
+def _observe_exchange(exchange: Any) -> None:
+    observe_keycloak(exchange.method, exchange.status, exchange.seconds)
 
 
 def auth_failure(mode: str, reason: str) -> None:

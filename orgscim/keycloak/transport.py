@@ -97,7 +97,8 @@ class Transport:
                                           "retries": False}
                 if parts.scheme == "https":
                     kwargs["ca_certs"] = _ca_bundle()
-                proxy = get_environ_proxies(origin).get(parts.scheme) or get_environ_proxies(origin).get("all")
+                proxies = get_environ_proxies(origin)
+                proxy = proxies.get(parts.scheme) or proxies.get("all")
                 manager = urllib3.ProxyManager(proxy, **kwargs) if proxy else urllib3.PoolManager(**kwargs)
                 self._managers[origin] = manager
             return manager
