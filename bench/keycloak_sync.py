@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -54,7 +55,7 @@ from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFI
 from orgscim_dev.kcproxy import ProxyState, make_proxy
 from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
 from orgscim_dev.live import LiveServer
-from orgscim_dev.proc import vm_kib
+from orgscim_dev.proc import cpu_seconds, group_pids, host_busy, vm_kib
 
 REALM = "orgscim-test"
 DEFAULT_RECONCILE_INTERVAL = 3600  # WORKER_RECONCILE_SECONDS: the worker must get through every org within it
@@ -201,26 +202,61 @@ def phase(title: str, out: dict[str, Any], save: str | None) -> Iterator[None]:
         Path(save).write_text(json.dumps(out, indent=2))
 
 
+class CpuMeter:
+    """CPU seconds used by Keycloak, orgscim (serve + worker) and this bench's client threads, and how busy the
+    host was, between :meth:`start` and :meth:`stop`: where each user's CPU went, on a host they all share."""
+
+    def __init__(self, keycloak_group: int, servers: list[LiveServer]) -> None:
+        self.keycloak_group, self.servers = keycloak_group, servers
+        self.totals: Counter[str] = Counter()
+
+    def sample(self) -> dict[str, float]:
+        t = os.times()
+        busy, total = host_busy()
+        return {"keycloak": cpu_seconds(group_pids([self.keycloak_group])),
+                "orgscim": cpu_seconds([p for o in self.servers for p in o.group_pids()]),
+                "client": t.user + t.system, "host_busy": busy, "host_total": total}
+
+    @contextmanager
+    def measure(self, side: str) -> Iterator[None]:
+        before = self.sample()
+        yield
+        after = self.sample()
+        for k in before:
+            self.totals[f"{side}_{k}"] += after[k] - before[k]
+
+    def per_user(self, side: str, users: int) -> dict[str, float]:
+        """ms of CPU per user of each part, and the host's busy share during ``side``'s runs."""
+        t = self.totals
+        out = {k: round(1000 * t[f"{side}_{k}"] / users, 2) for k in ("keycloak", "orgscim", "client")}
+        out["host_busy"] = round(t[f"{side}_host_busy"] / max(1e-9, t[f"{side}_host_total"]), 2)
+        return out
+
+
 # -- phases ------------------------------------------------------------------------------------------------------
-def bench_rate(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: dict[str, Any]) -> list[str]:
+def bench_rate(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: dict[str, Any],
+               keycloak_group: int) -> list[str]:
     """Raw admin API and orgscim, each twice in the order raw, orgscim, orgscim, raw (ABBA): Keycloak gets
     faster as its JIT warms and slower as its realm grows, and either drift would otherwise favour one side."""
     problems: list[str] = []
     raw_runs: list[float] = []
     scim_runs: list[float] = []
     acked: list[float] = []
+    meter = CpuMeter(keycloak_group, [o])
     for side in ("raw", "scim", "scim", "raw"):
         if side == "raw":
             raw_org, raw_name = new_org(admin, "raw")
-            raw_runs.append(raw_import(admin, raw_org, raw_name, n, threads))
+            with meter.measure(side):
+                raw_runs.append(raw_import(admin, raw_org, raw_name, n, threads))
             continue
         org_id, name = new_org(admin, "scim")
         secret = o.configure(REALM, org_id).secret
         expected: dict[str, dict[str, Any]] = {}
-        t0 = time.monotonic()
-        scim_import(o, org_id, secret, name, n, threads, expected)
-        acked.append(time.monotonic() - t0)
-        scim_runs.append(wait_members(admin, org_id, n) - t0)
+        with meter.measure(side):
+            t0 = time.monotonic()
+            scim_import(o, org_id, secret, name, n, threads, expected)
+            acked.append(time.monotonic() - t0)
+            scim_runs.append(wait_members(admin, org_id, n) - t0)
         problems += check_users(admin, org_id, expected) + clean_after(o)
     raw_s, scim_s = sum(raw_runs), sum(scim_runs)
     out[f"rate_T{threads}"] = {"users": n, "threads": threads, "runs": 2,
@@ -229,6 +265,8 @@ def bench_rate(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: d
                                "raw_runs_s": [round(x, 2) for x in raw_runs],
                                "orgscim_runs_s": [round(x, 2) for x in scim_runs],
                                "acknowledged_s": round(max(acked), 2), "ratio": round(raw_s / scim_s, 2),
+                               "cpu_ms_per_user": {"raw": meter.per_user("raw", 2 * n),
+                                                   "orgscim": meter.per_user("scim", 2 * n)},
                                "problems": len(problems)}
     return problems
 
@@ -338,15 +376,16 @@ def bench_throttled(admin: KeycloakAdmin, o: LiveServer, proxy: ProxyState, n: i
     finally:
         proxy.throttle_every = 0
     problems += check_users(admin, org_id, expected)
-    created = proxy.statuses.get("POST /admin/realms/orgscim-test/users 201", 0)
+    created = sum(proxy.created.values())  # users Keycloak created: by POST /users or in a partial import
+    twice = sorted(u for u, k in proxy.created.items() if k > 1)
     added = proxy.statuses.get("POST /admin/realms/orgscim-test/organizations/{id}/members 201", 0) + \
         proxy.statuses.get("POST /admin/realms/orgscim-test/organizations/{id}/members 204", 0)
     out["throttled"] = {"users": n, "answered_429": proxy.throttled, "repeated_before_retry_after": proxy.early,
                         "early_calls": proxy.early_calls[:10],
                         "users_created": created, "members_added": added, "seconds": round(took, 1),
                         "problems": len(problems)}
-    if created != n:
-        problems.append(f"{created} users created for {n} SCIM users")
+    if created != n or twice:
+        problems.append(f"{created} users created for {n} SCIM users; created more than once: {twice[:5]}")
     if proxy.early:
         problems.append(f"{proxy.early} calls repeated before Retry-After")
     return problems
@@ -452,7 +491,7 @@ def main() -> int:
                 warm_up(admin, direct, a.warmup, max(threads))
         for t in threads:
             with phase(f"rate: {a.users} users x {t} threads", out, a.json):
-                problems += bench_rate(admin, direct, a.users, t, out)
+                problems += bench_rate(admin, direct, a.users, t, out, kc.pid)
                 raw_rates.append(out[f"rate_T{t}"]["raw_users_per_s"])
         if a.count_users:
             with phase(f"calls per user: {a.count_users} users through the counting proxy", out, a.json):
@@ -487,6 +526,9 @@ def report(out: dict[str, Any], problems: list[str]) -> None:
             print(f"rate  N={r['users']} T={r['threads']}: raw admin API {r['raw_users_per_s']} users/s, orgscim "
                   f"{r['orgscim_users_per_s']} users/s (all acknowledged in {r['acknowledged_s']}s)  "
                   f"ratio {r['ratio']}")
+            for side, c in r["cpu_ms_per_user"].items():
+                print(f"  {side:8} CPU ms per user: Keycloak {c['keycloak']}, orgscim {c['orgscim']}, bench client "
+                      f"{c['client']}; host busy {c['host_busy']:.0%}")
     if "calls" in out:
         c = out["calls"]
         print(f"calls per created user {c['per_create']} (raw: 2.00, ratio {c['per_create'] / 2:.2f}), "

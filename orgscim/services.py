@@ -55,7 +55,8 @@ class Services:
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self.deliverer = Deliverer(self.storage, self.keycloak, self.federation, workers=self.delivery_workers,
-                                   per_org=int(self.config.get("DELIVERY_PER_ORG", 4)))
+                                   per_org=int(self.config.get("DELIVERY_PER_ORG", 4)),
+                                   create_batch=int(self.config.get("KEYCLOAK_CREATE_BATCH", 50)))
 
     # -- plugins --------------------------------------------------------------------------------
     def auth_mode(self, name: str) -> AuthMode:

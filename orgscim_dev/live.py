@@ -33,6 +33,7 @@ from orgscim.services import Services
 from orgscim.store.db import Database
 
 from .keycloak import free_port
+from .proc import group_pids, processes
 
 DEV_CLIENT_SECRET = "orgscim-dev-secret"  # client ``orgscim`` of the dev realm (realm-orgscim.json)
 # With a worker: the outbox is polled every second and reconcile never runs on its own (tests and benchmarks
@@ -182,11 +183,11 @@ class LiveServer:
         """The live processes whose parent is the current master."""
         if self.proc is None:
             return []
-        return [pid for pid, ppid in _processes() if ppid == self.proc.pid]
+        return [pid for pid, ppid in processes() if ppid == self.proc.pid]
 
     def group_pids(self) -> list[int]:
         """Every live process of the groups this server started (orphaned workers included)."""
-        return [pid for pid, _ in _processes() if _pgid(pid) in self._groups]
+        return group_pids(self._groups)
 
     def kill_master(self) -> None:
         """SIGKILL the gunicorn master only (its workers become orphans and must notice and exit)."""
@@ -233,28 +234,6 @@ class LiveServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-def _processes() -> list[tuple[int, int]]:
-    """(pid, ppid) of every process, from /proc."""
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z":
-                out.append((int(name), int(fields[1])))
-    return out
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
 
 
 def open_files(pid: int) -> list[str]:

@@ -89,6 +89,17 @@ class RealmEndpoints(AdminBase):
         Returns the names that were added. Re-reads after writing and tries again (up to *attempts*)
         if a concurrent writer replaced the profile in between.
         """
+        return self.declare_profile_attributes(names, multivalued=multivalued, group=group, attempts=attempts)[0]
+
+    def declare_profile_attributes(
+        self,
+        names: Iterable[str],
+        *,
+        multivalued: Iterable[str] = (),
+        group: str | None = None,
+        attempts: int = 3,
+    ) -> tuple[list[str], JSON]:
+        """:meth:`ensure_profile_attributes`, also returning the user-profile configuration in effect."""
         wanted = list(dict.fromkeys(names))
         multi = set(multivalued)
         added_total: list[str] = []
@@ -98,7 +109,7 @@ class RealmEndpoints(AdminBase):
             present = {a.get("name") for a in attrs}
             missing = [n for n in wanted if n not in present]
             if not missing:
-                return added_total
+                return added_total, config
             for n in missing:
                 decl: JSON = {
                     "name": n,
@@ -113,10 +124,15 @@ class RealmEndpoints(AdminBase):
                 attrs.append(decl)
             self.put_user_profile(config)
             added_total.extend(n for n in missing if n not in added_total)
-        still = [n for n in wanted if n not in {a.get("name") for a in self.get_user_profile().get("attributes", [])}]
+        config = self.get_user_profile()
+        still = [n for n in wanted if n not in {a.get("name") for a in config.get("attributes", [])}]
         if still:
             raise KeycloakError(None, None, message=f"user-profile attributes not kept: {still}")
-        return added_total
+        return added_total, config
+
+    def get_realm(self) -> JSON:
+        """The realm's representation (needs ``view-realm``)."""
+        return self._get_object("")
 
     # -- identity providers and clients -----------------------------------------------------------
 

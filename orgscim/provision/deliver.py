@@ -30,11 +30,13 @@ from orgscim.model.clock import now
 from orgscim.model.contract import Org, Storage
 from orgscim.model.delivery import Lease, Link, OutboxItem
 
+from .creates import CreateBatcher
 from .errors import Refused
 from .facts import EntryAdmin, Facts
 from .federation import Federation
 from .groups import GroupDelivery
 from .mapping import PROFILE_ATTRIBUTES
+from .profile import ImportRules
 from .scheduler import DEFAULT_PER_ORG, DEFAULT_WORKERS, LEASE_TTL, Scheduler, Stats, holder, lease_name
 from .users import UserDelivery
 
@@ -59,12 +61,13 @@ class Deliverer:
 
     def __init__(self, storage: Storage, admin_for: Callable[[str], KeycloakAdmin | None], federation: Federation,
                  workers: int = DEFAULT_WORKERS, per_org: int = DEFAULT_PER_ORG,
-                 realm_ok: Callable[[str], bool] = lambda realm: True) -> None:
+                 realm_ok: Callable[[str], bool] = lambda realm: True, create_batch: int = 50) -> None:
         self.outbox = storage.outbox
         self.leases = storage.leases
         self.drift = storage.drift
         self.admin_for = admin_for
         self.facts = Facts()
+        self.creates = CreateBatcher(create_batch) if create_batch > 0 else None
         users = UserDelivery(storage.links, storage.drift, federation)
         groups = GroupDelivery(storage.links, storage.drift, storage.resources)
         self.handlers: dict[str, Handler] = {"user.upsert": users.upsert, "user.delete": users.delete,
@@ -145,8 +148,8 @@ class Deliverer:
         :data:`RELEASED` when this was the resource's last pending entry (its ``lease`` is released in the
         transaction that marks the entry done), else :data:`NEXT`."""
         try:
-            self.ensure_profile(admin)
-            link = self.handlers[item.action](org, EntryAdmin(admin, self.facts), item)
+            rules = self.ensure_profile(admin)
+            link = self.handlers[item.action](org, EntryAdmin(admin, self.facts, self.creates, rules), item)
         except BudgetSpent as e:
             # the request's time is up, Keycloak is fine: the worker goes on at once (the entry may have
             # landed, so the next attempt looks first)
@@ -181,7 +184,14 @@ class Deliverer:
         stats.delivered += 1
         return RELEASED if self.outbox.complete(item, link, lease) else NEXT
 
-    def ensure_profile(self, admin: KeycloakAdmin) -> None:
+    def ensure_profile(self, admin: KeycloakAdmin) -> ImportRules | None:
         """Declare orgscim's user-profile attributes (else Keycloak drops them); checked once per realm per
-        :data:`~.facts.FACTS_TTL` per process."""
-        self.facts.get((admin.realm, "profile"), lambda: admin.ensure_profile_attributes(PROFILE_ATTRIBUTES))
+        :data:`~.facts.FACTS_TTL` per process. Returns when new users may be created by partial import
+        (:mod:`.profile`); None: with ``POST /users`` only."""
+        def load() -> ImportRules | None:
+            profile = admin.declare_profile_attributes(PROFILE_ATTRIBUTES)[1]
+            if self.creates is None:
+                return None
+            return ImportRules.from_realm(profile, admin.get_realm(), PROFILE_ATTRIBUTES)
+
+        return self.facts.get((admin.realm, "profile"), load)

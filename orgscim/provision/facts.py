@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from orgscim.keycloak.client import KeycloakAdmin
 from orgscim.model.types import JSON
 
+from .creates import CreateBatcher
+from .profile import ImportRules, import_rep
+
 FACTS_TTL = 300.0  # seconds realm facts (user-profile declaration, org IdPs) are trusted per process
 T = TypeVar("T")
 
@@ -45,16 +48,25 @@ else:
 
 
 class EntryAdmin(_Client):
-    """The realm's client as one entry sees it: realm facts come from :class:`Facts`, and a user created by
-    this entry has no federated identities yet (no need to ask)."""
+    """The realm's client as one entry sees it: realm facts come from :class:`Facts`, a user created by this
+    entry has no federated identities yet (no need to ask), and a new user whose fields pass the realm's
+    ``rules`` is created in a batch (:mod:`.creates`), else with ``POST /users``."""
 
-    def __init__(self, admin: KeycloakAdmin, facts: Facts) -> None:
+    def __init__(self, admin: KeycloakAdmin, facts: Facts, creates: CreateBatcher | None = None,
+                 rules: ImportRules | None = None) -> None:
         self._admin = admin
         self._facts = facts
+        self._creates = creates
+        self._rules = rules
         self.fresh: set[str] = set()  # Keycloak ids of the users this entry created
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._admin, name)
+
+    def create_user(self, rep: JSON) -> str:
+        if self._creates is None or self._rules is None or not self._rules.allows(rep):
+            return self._admin.create_user(rep)
+        return self._creates.create(self._admin, import_rep(rep), lambda: self._admin.create_user(rep))
 
     def list_organization_identity_providers(self, org_id: str) -> list[JSON]:
         return self._facts.get((self._admin.realm, "org-idps", org_id),

@@ -23,7 +23,7 @@ from orgscim_dev.live import LiveServer
 pytestmark = pytest.mark.keycloak
 
 REALM = "orgscim-test"
-CREATED = f"POST /admin/realms/{REALM}/users 201"
+IMPORT = f"POST /admin/realms/{REALM}/partialImport"
 BUDGET = 2.0
 
 
@@ -114,7 +114,8 @@ def test_workers_and_worker_process_apply_each_change_once(
     live.proxy.reset()
     users = import_users(base, secret, 40, 6, rename=True)
     live.server.settle()
-    assert live.proxy.statuses[CREATED] == 40  # one POST /users per SCIM user: no collision, no double create
+    # one Keycloak user created per SCIM user (batched or not): no collision, no double create
+    assert live.proxy.created == dict.fromkeys((b["userName"].lower() for b in users.values()), 1)
     assert_applied_once(kc_admin, org_id, users)
     assert live.server.services.drift.records() == []  # no false `uniqueness` / `keycloak_refused`
 
@@ -132,7 +133,7 @@ def test_keycloak_429_loses_nothing_and_retry_after_is_honoured(
         live.proxy.throttle_every = 0
     assert live.proxy.throttled >= 10
     assert live.proxy.early == 0, live.proxy.early_calls  # no refused call repeated before its Retry-After
-    assert live.proxy.statuses[CREATED] == 30
+    assert live.proxy.created == dict.fromkeys((b["userName"].lower() for b in users.values()), 1)
     assert_applied_once(kc_admin, org_id, users)
     assert live.server.services.drift.records() == []
     done = live.server.services.outbox.entries(include_done=True)
@@ -163,12 +164,13 @@ def test_inline_delivery_never_outlasts_its_budget(live: Live, kc_admin: Keycloa
     assert live.server.services.drift.records() == []
 
 
-def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
+def test_created_user_is_one_create_and_one_membership_call_plus_the_idp_link(
     live: Live, kc_admin: KeycloakAdmin, acme: dict[str, Any]
 ) -> None:
     """Issue 8: 12 Keycloak calls per created user (GETs after the POST, a PUT after it, lookups twice). Now:
-    POST /users + POST member, and with link-org-idp one lookup of the IdP subject + the link itself; realm
-    facts (token, user profile, the org's IdP) are cached."""
+    one create (a partial import, of one user when they come one by one) + POST member, and with link-org-idp
+    one lookup of the IdP subject + the link itself; realm facts (token, user profile, realm, the org's IdP)
+    are cached."""
     base, secret = live.org(acme["id"], federation="link-org-idp")
     headers = {"Authorization": f"Bearer {secret}"}
     made: list[str] = []
@@ -185,12 +187,14 @@ def test_created_user_is_one_post_and_one_membership_call_plus_the_idp_link(
         live.server.settle()
         # realm facts (user profile, the org's IdP) are fetched once per process and cached: a warm-up request
         # need not have reached every gunicorn worker, so they are left out of the per-user count
-        per_user = {k: v for k, v in live.proxy.counts.items() if "/users" in k and not k.endswith("/users/profile")}
-        assert per_user == {f"POST /admin/realms/{REALM}/users": 10,
+        per_user = {k: v for k, v in live.proxy.counts.items()
+                    if ("/users" in k or k == IMPORT) and not k.endswith("/users/profile")}
+        assert per_user == {IMPORT: 10,
                             f"GET /admin/realms/{REALM}/users": 10,  # ?idpAlias=&idpUserId=: subject free?
                             f"POST /admin/realms/{REALM}/users/{{id}}/federated-identity/acme-idp": 10}, per_user
         assert live.proxy.counts[f"POST /admin/realms/{REALM}/organizations/{{id}}/members"] == 10
-        facts = 2 * 3  # user profile + the org's IdP, at most once in each of 2 gunicorn workers and the worker
+        assert sum(live.proxy.created.values()) == 10 and set(live.proxy.created.values()) == {1}
+        facts = 3 * 3  # user profile, realm, the org's IdP: at most once in each of 2 gunicorn workers and the worker
         assert sum(v for k, v in live.proxy.counts.items() if k != "token") <= 4 * 10 + facts, live.proxy.counts
     finally:
         for sid in made:

@@ -117,7 +117,7 @@ def test_group_waits_for_older_user_entries_and_resources_keep_their_order(servi
 class ThrottledAdmin:
     realm = REALM
 
-    def ensure_profile_attributes(self, names: Any) -> list[str]:
+    def declare_profile_attributes(self, names: Any) -> tuple[list[str], dict[str, Any]]:
         raise RateLimited(429, None, retry_after=7.0)
 
 

@@ -1,0 +1,144 @@
+"""Group commit of user creations: the users that the threads of one process create at the same moment reach
+Keycloak as one partial import (DESIGN §4 "Speed").
+
+A thread that creates a user (a SCIM request delivering inline, or a delivery thread) queues the user's
+representation and waits; one sender thread per realm and process takes whatever is queued (at most
+``max_batch``) and sends it as one ``POST /partialImport``, then the next batch. Nothing waits to fill a batch:
+alone, a user is an import of one (still cheaper for Keycloak than ``POST /users``); under load the batches grow
+by themselves. Each waiting thread gets its own outcome:
+
+* ``ADDED``: the new user's id;
+* ``SKIPPED`` (the username is taken): :class:`KeycloakConflict`, exactly as a 409 of ``POST /users``, so the
+  caller looks for its own earlier attempt or decides about adoption;
+* the import refused as a whole (400, 409 for two users of one batch sharing a username or email, 500 for an email
+  taken by another username, 403 without ``manage-realm``): each user of it goes alone through ``POST /users``,
+  whose answer is precise;
+* Keycloak unreachable, slow or throttling: that error, for every user of the batch (nothing was stored, or the
+  next attempt finds what was: see :meth:`~orgscim.provision.users.UserDelivery._ours`).
+
+A waiting thread keeps its own time budget (:meth:`~orgscim.keycloak.base.AdminBase.deadline`): when it runs out
+before its user was sent, the user leaves the queue; once sent, the thread stops waiting with
+:class:`BudgetSpent` and the entry's next attempt looks for what the import did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from orgscim.keycloak.client import BudgetSpent, Forbidden, KeycloakAdmin, KeycloakConflict, KeycloakError
+from orgscim.model.types import JSON
+
+log = logging.getLogger("orgscim.deliver")
+
+REFUSED_PAUSE = 300.0  # seconds a realm whose Keycloak forbids partial import gets POST /users only
+IDLE_EXIT = 60.0  # seconds a realm's sender thread waits for work before it ends
+
+
+class _Pending:
+    __slots__ = ("rep", "done", "user_id", "error", "alone")
+
+    def __init__(self, rep: JSON) -> None:
+        self.rep = rep
+        self.done = threading.Event()
+        self.user_id: str | None = None
+        self.error: KeycloakError | None = None
+        self.alone = False  # the batch was refused as a whole: create this one with POST /users
+
+
+class CreateBatcher:
+    """Per process: queues and one sender thread per realm (started on first use, so after a fork)."""
+
+    def __init__(self, max_batch: int = 50) -> None:
+        self.max_batch = max(1, max_batch)
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[_Pending]] = {}
+        self._admins: dict[str, KeycloakAdmin] = {}
+        self._senders: set[str] = set()
+        self._refused_until: dict[str, float] = {}
+        self.batches = 0  # imports sent, and the users in them (tests and the bench read these)
+        self.users = 0
+
+    def create(self, admin: KeycloakAdmin, rep: JSON, alone: Callable[[], str]) -> str:
+        """Create the user ``rep`` (a partial-import representation) in a batch; ``alone()`` creates it with
+        ``POST /users`` when the batch was refused as a whole. Returns the new user's id."""
+        realm = admin.realm
+        if self._refused_until.get(realm, 0.0) > time.monotonic():
+            return alone()
+        me = _Pending(rep)
+        with self._cond:
+            self._queues.setdefault(realm, deque()).append(me)
+            self._admins[realm] = admin
+            if realm not in self._senders:
+                self._senders.add(realm)
+                threading.Thread(target=self._send_loop, args=(realm,), name=f"orgscim-create-{realm}",
+                                 daemon=True).start()
+            self._cond.notify_all()
+        left = admin.remaining()
+        # without a deadline: as long as the sender's request may take, retries and Retry-After included
+        wait = left if left is not None else admin.timeout * (admin.retries + 2) + admin.max_wait
+        if not me.done.wait(max(0.0, wait)):
+            with self._cond:
+                queue = self._queues.get(realm)
+                if queue is not None and me in queue:
+                    queue.remove(me)  # never sent: nothing happened in Keycloak
+            raise BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+        if me.alone:
+            return alone()
+        if me.error is not None:
+            raise me.error
+        assert me.user_id is not None
+        return me.user_id
+
+    def _send_loop(self, realm: str) -> None:
+        while True:
+            with self._cond:
+                queue = self._queues[realm]
+                idle_until = time.monotonic() + IDLE_EXIT
+                while not queue and (left := idle_until - time.monotonic()) > 0:
+                    self._cond.wait(left)  # create() notifies after queueing
+                if not queue:
+                    self._senders.discard(realm)
+                    return
+                batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
+                admin = self._admins[realm]
+            try:
+                self._send(admin, batch)
+            finally:
+                for p in batch:
+                    p.done.set()
+
+    def _send(self, admin: KeycloakAdmin, batch: list[_Pending]) -> None:
+        self.batches += 1
+        self.users += len(batch)
+        try:
+            results = admin.import_users([p.rep for p in batch])
+        except KeycloakError as e:
+            if isinstance(e, Forbidden) or e.status in (400, 409, 500):
+                if isinstance(e, Forbidden):
+                    log.warning("realm %s: Keycloak forbids partial import (%s); creating users one by one for "
+                                "%.0fs (grant the service account manage-realm)", admin.realm, e, REFUSED_PAUSE)
+                    self._refused_until[admin.realm] = time.monotonic() + REFUSED_PAUSE
+                for p in batch:
+                    p.alone = True
+                return
+            for p in batch:
+                p.error = e
+            return
+        except Exception as e:  # noqa: BLE001 - every waiting thread must get an answer
+            log.exception("batched create failed")
+            for p in batch:
+                p.error = KeycloakError(None, None, message=f"batched create failed: {e}")
+            return
+        for p in batch:
+            username = str(p.rep["username"]).lower()
+            action, user_id = results.get(username, ("", ""))
+            if action == "ADDED":
+                p.user_id = user_id
+            elif action == "SKIPPED":
+                p.error = KeycloakConflict(409, None, message=f"a user with username {username} exists")
+            else:
+                p.alone = True
