@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from orgscim.keycloak.client import BudgetSpent, Forbidden, KeycloakConflict, KeycloakError, KeycloakUnavailable
-from orgscim.provision.creates import CreateBatcher
+from orgscim.provision.creates import SENDERS, CreateBatcher
 from orgscim.provision.mapping import PROFILE_ATTRIBUTES
 from orgscim.provision.profile import ImportRules, import_rep
 
@@ -181,12 +181,23 @@ def test_transient_failures_reach_every_thread_of_the_batch() -> None:
 def test_a_thread_whose_budget_runs_out_in_the_queue_leaves_it_unsent() -> None:
     admin, batcher = FakeAdmin(), CreateBatcher()
     admin.gate.clear()
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(create, batcher, admin, "first")
-        time.sleep(0.2)  # the sender holds "first"; "late" queues behind it with 0.2 s left
-        with pytest.raises(BudgetSpent):
+    names = ["direct"] + [f"sender{i}" for i in range(SENDERS)]
+    with ThreadPoolExecutor(len(names) + 1) as pool:
+        busy = []
+        for name in names:  # sent from its own thread, then taken by each sender thread: all held at the gate
+            busy.append(pool.submit(create, batcher, admin, name))
+            time.sleep(0.1)
+        with pytest.raises(BudgetSpent):  # queued behind them with 0.2 s left
             pool.submit(create, batcher, admin, "late", 0.2).result(5)
         admin.gate.set()
-        assert first.result(5) == "id-first"
+        assert [f.result(5) for f in busy] == [f"id-{n}" for n in names]
     time.sleep(0.2)
-    assert admin.calls == [["first"]]  # "late" was never sent
+    assert sorted(admin.calls) == sorted([n] for n in names)  # "late" was never sent
+
+
+def test_a_user_alone_is_sent_from_its_own_thread() -> None:
+    admin, batcher = FakeAdmin(), CreateBatcher()
+    seen: list[str] = []
+    admin.answer = lambda names: seen.append(threading.current_thread().name) or {n: ("ADDED", "x") for n in names}
+    assert create(batcher, admin, "u1") == "x"
+    assert seen == [threading.current_thread().name]

@@ -1,11 +1,12 @@
 """Group commit of user creations: the users that the threads of one process create at the same moment reach
 Keycloak as one partial import (DESIGN §4 "Speed").
 
-A thread that creates a user (a SCIM request delivering inline, or a delivery thread) queues the user's
-representation and waits; one sender thread per realm and process takes whatever is queued (at most
-``max_batch``) and sends it as one ``POST /partialImport``, then the next batch. Nothing waits to fill a batch:
-alone, a user is an import of one (still cheaper for Keycloak than ``POST /users``); under load the batches grow
-by themselves. Each waiting thread gets its own outcome:
+A thread that creates a user (a SCIM request delivering inline, or a delivery thread) while no import of its
+realm is in flight or queued in this process sends its user itself, as an import of one (still cheaper for
+Keycloak than ``POST /users``). Otherwise it queues the user's representation and waits; a sender thread of the
+realm (up to :data:`SENDERS` per process) takes whatever is queued (at most ``max_batch``) and sends it as one
+``POST /partialImport``, then the next batch. Nothing waits to fill a batch: under load the batches grow by
+themselves. Each thread gets its own outcome:
 
 * ``ADDED``: the new user's id;
 * ``SKIPPED`` (the username is taken): :class:`KeycloakConflict`, exactly as a 409 of ``POST /users``, so the
@@ -36,6 +37,7 @@ log = logging.getLogger("orgscim.deliver")
 
 REFUSED_PAUSE = 300.0  # seconds a realm whose Keycloak forbids partial import gets POST /users only
 IDLE_EXIT = 60.0  # seconds a realm's sender thread waits for work before it ends
+SENDERS = 2  # sender threads per realm and process: one may wait out a Retry-After while the other sends
 
 
 class _Pending:
@@ -50,42 +52,46 @@ class _Pending:
 
 
 class CreateBatcher:
-    """Per process: queues and one sender thread per realm (started on first use, so after a fork)."""
+    """Per process: queues and up to :data:`SENDERS` sender threads per realm (started when needed, so after a
+    fork; they end after :data:`IDLE_EXIT` seconds without work)."""
 
     def __init__(self, max_batch: int = 50) -> None:
         self.max_batch = max(1, max_batch)
         self._cond = threading.Condition()
         self._queues: dict[str, deque[_Pending]] = {}
         self._admins: dict[str, KeycloakAdmin] = {}
-        self._senders: set[str] = set()
+        self._senders: dict[str, int] = {}  # sender threads per realm
+        self._idle: dict[str, int] = {}  # of them, waiting for work
+        self._sending: dict[str, int] = {}  # imports in flight per realm (a sender's batch or a direct one)
         self._refused_until: dict[str, float] = {}
         self.batches = 0  # imports sent, and the users in them (tests and the bench read these)
         self.users = 0
 
     def create(self, admin: KeycloakAdmin, rep: JSON, alone: Callable[[], str]) -> str:
-        """Create the user ``rep`` (a partial-import representation) in a batch; ``alone()`` creates it with
-        ``POST /users`` when the batch was refused as a whole. Returns the new user's id."""
+        """Create the user ``rep`` (a partial-import representation), in a batch when other threads create users
+        at the same moment; ``alone()`` creates it with ``POST /users`` when the import was refused as a whole.
+        Returns the new user's id."""
         realm = admin.realm
         if self._refused_until.get(realm, 0.0) > time.monotonic():
             return alone()
         me = _Pending(rep)
         with self._cond:
-            self._queues.setdefault(realm, deque()).append(me)
-            self._admins[realm] = admin
-            if realm not in self._senders:
-                self._senders.add(realm)
-                threading.Thread(target=self._send_loop, args=(realm,), name=f"orgscim-create-{realm}",
-                                 daemon=True).start()
-            self._cond.notify_all()
-        left = admin.remaining()
-        # without a deadline: as long as the sender's request may take, retries and Retry-After included
-        wait = left if left is not None else admin.timeout * (admin.retries + 2) + admin.max_wait
-        if not me.done.wait(max(0.0, wait)):
-            with self._cond:
-                queue = self._queues.get(realm)
-                if queue is not None and me in queue:
-                    queue.remove(me)  # never sent: nothing happened in Keycloak
-            raise BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+            queue = self._queues.setdefault(realm, deque())
+            direct = not queue and not self._sending.get(realm)
+            if direct:  # nothing in flight or waiting: no one to share an import with, send it from this thread
+                self._sending[realm] = self._sending.get(realm, 0) + 1
+            else:
+                queue.append(me)
+                self._admins[realm] = admin
+                if not self._idle.get(realm) and self._senders.get(realm, 0) < SENDERS:
+                    self._senders[realm] = self._senders.get(realm, 0) + 1
+                    threading.Thread(target=self._send_loop, args=(realm,), name=f"orgscim-create-{realm}",
+                                     daemon=True).start()
+                self._cond.notify_all()
+        if direct:
+            self._send_counted(admin, [me])
+        else:
+            self._wait(admin, me)
         if me.alone:
             return alone()
         if me.error is not None:
@@ -93,23 +99,43 @@ class CreateBatcher:
         assert me.user_id is not None
         return me.user_id
 
+    def _wait(self, admin: KeycloakAdmin, me: _Pending) -> None:
+        left = admin.remaining()
+        # without a deadline: as long as the sender's request may take, retries and Retry-After included
+        wait = left if left is not None else admin.timeout * (admin.retries + 2) + admin.max_wait
+        if not me.done.wait(max(0.0, wait)):
+            with self._cond:
+                queue = self._queues.get(admin.realm)
+                if queue is not None and me in queue:
+                    queue.remove(me)  # never sent: nothing happened in Keycloak
+            raise BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+
     def _send_loop(self, realm: str) -> None:
         while True:
             with self._cond:
                 queue = self._queues[realm]
                 idle_until = time.monotonic() + IDLE_EXIT
+                self._idle[realm] = self._idle.get(realm, 0) + 1
                 while not queue and (left := idle_until - time.monotonic()) > 0:
                     self._cond.wait(left)  # create() notifies after queueing
+                self._idle[realm] -= 1
                 if not queue:
-                    self._senders.discard(realm)
+                    self._senders[realm] -= 1
                     return
                 batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
                 admin = self._admins[realm]
-            try:
-                self._send(admin, batch)
-            finally:
-                for p in batch:
-                    p.done.set()
+                self._sending[realm] = self._sending.get(realm, 0) + 1
+            self._send_counted(admin, batch)
+
+    def _send_counted(self, admin: KeycloakAdmin, batch: list[_Pending]) -> None:
+        """Send one import, counted as in flight for its realm; every thread of the batch is told."""
+        try:
+            self._send(admin, batch)
+        finally:
+            with self._cond:
+                self._sending[admin.realm] -= 1
+            for p in batch:
+                p.done.set()
 
     def _send(self, admin: KeycloakAdmin, batch: list[_Pending]) -> None:
         self.batches += 1
