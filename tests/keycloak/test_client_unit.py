@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from typing import Any
 
@@ -243,10 +244,18 @@ def test_deadline_cuts_timeouts_and_refuses_when_spent(monkeypatch: pytest.Monke
         kc.create_user({"username": "x"})
 
 
-def test_pool_sized_for_the_delivery_threads() -> None:
+def test_each_thread_keeps_one_connection_and_a_forked_child_never_shares_it() -> None:
     kc = KeycloakAdmin("http://kc", "r", "c", "s", pool_size=24)
     assert kc.session.pool_size == 24
-    assert kc.session._manager("http://kc/x").connection_pool_kw["maxsize"] == 24  # noqa: SLF001
+    mine = kc.session._handle()  # noqa: SLF001
+    assert kc.session._handle() is mine  # noqa: SLF001 - kept: its connection is reused
+    other: list[object] = []
+    t = threading.Thread(target=lambda: other.append(kc.session._handle()))  # noqa: SLF001
+    t.start()
+    t.join()
+    assert other[0] is not mine
+    kc.session._local.pid = -1  # noqa: SLF001 - as if this thread's handle came from the parent before a fork
+    assert kc.session._handle() is not mine  # noqa: SLF001
 
 
 def test_each_endpoint_group_sends_its_urls_with_quoted_segments() -> None:
