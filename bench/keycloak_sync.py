@@ -455,6 +455,18 @@ def run_peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, 
         return took, peak, proc.returncode, output.read().decode(errors="replace")
 
 
+def pin_apart(keycloak_group: int) -> None:
+    """Every thread of Keycloak's processes on CPU 0; this bench (and what it starts from now on) on the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least 2 CPUs")
+    for pid in group_pids([keycloak_group]):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(task), {cpus[0]})
+    os.sched_setaffinity(0, set(cpus[1:]))
+    print(f"-- pinned: Keycloak on CPU {cpus[0]}, orgscim and the clients on {cpus[1:]}", file=sys.stderr)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--users", type=int, default=1000)
@@ -467,11 +479,16 @@ def main() -> int:
     ap.add_argument("--orgs", type=int, default=1000)
     ap.add_argument("--org-users", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers of orgscim serve")
+    ap.add_argument("--pin", action="store_true",
+                    help="Keycloak on CPU 0, orgscim and the bench's clients on the other CPUs (as when Keycloak "
+                         "runs on hosts of its own); default: all share every CPU")
     ap.add_argument("--json")
     a = ap.parse_args()
 
     kc = KeycloakDev(ensure_distribution(), startup_timeout=600).start()  # a busy host starts it slowly
-    out: dict[str, Any] = {}
+    if a.pin:
+        pin_apart(kc.pid)
+    out: dict[str, Any] = {"cpus": "Keycloak on CPU 0, the rest on the others" if a.pin else "shared"}
     problems: list[str] = []
     direct = proxied = None
     server = None
@@ -520,7 +537,7 @@ def main() -> int:
 
 
 def report(out: dict[str, Any], problems: list[str]) -> None:
-    print()
+    print(f"\nCPUs: {out.get('cpus')}")
     for key, r in out.items():
         if key.startswith("rate_"):
             print(f"rate  N={r['users']} T={r['threads']}: raw admin API {r['raw_users_per_s']} users/s, orgscim "
