@@ -56,6 +56,7 @@ class _Send(TypedDict):
     params: Params | None
     headers: dict[str, str]
     timeout: float
+    total: float | None
     json: NotRequired[JSONValue]
 
 
@@ -240,7 +241,8 @@ class AdminBase:
                     continue
                 raise
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            kwargs: _Send = {"params": params, "headers": headers, "timeout": self._timeout(method, url)}
+            kwargs: _Send = {"params": params, "headers": headers, "timeout": self._timeout(method, url),
+                             "total": self.remaining()}  # a deadline bounds the whole exchange
             if send_json:
                 kwargs["json"] = json_body
             try:

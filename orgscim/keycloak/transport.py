@@ -12,7 +12,9 @@ keeps the parts of ``requests``' behaviour the admin client relies on and decide
 * errors are ``requests``' exception types (``ConnectionError``, ``Timeout``, ``ConnectTimeout``), so callers and
   test doubles speak one vocabulary;
 * no retries and no redirects here: :class:`orgscim.keycloak.client.KeycloakAdmin` decides what is repeated;
-  ``timeout`` bounds the whole exchange (connect included), so a caller's budget is never overrun;
+* ``timeout`` is what it is to ``requests``: for connecting, and for a pause in the answer (nothing received for
+  that long); a large answer that keeps coming may take longer. ``total`` bounds the whole exchange (a caller's
+  time budget);
 * a handle is made per thread and per process (never shared across a fork), and kept: its connection is reused.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import threading
 import time
@@ -121,8 +124,9 @@ class Transport:
 
     def request(self, method: str, url: str, *, params: Mapping[str, Scalar] | None = None,
                 headers: Mapping[str, str] | None = None, json: JSONValue = None, data: Mapping[str, str] | None = None,
-                auth: tuple[str, str] | None = None, timeout: float = 10.0) -> Response:
-        """One request; ``json`` is sent as a JSON body, ``data`` as a form, ``auth`` as HTTP Basic."""
+                auth: tuple[str, str] | None = None, timeout: float = 10.0, total: float | None = None) -> Response:
+        """One request; ``json`` is sent as a JSON body, ``data`` as a form, ``auth`` as HTTP Basic; ``timeout``
+        for connecting and for each pause in the answer, ``total`` (seconds) for the whole exchange."""
         out: dict[str, str] = dict(headers or {})
         body: bytes | None = None
         if params:
@@ -137,12 +141,13 @@ class Transport:
             out.setdefault("Content-Type", "application/x-www-form-urlencoded")
         if auth is not None:
             out["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode("latin-1")).decode()
-        return self.send(method.upper(), url, body, out, timeout)
+        return self.send(method.upper(), url, body, out, timeout, total)
 
     def post(self, url: str, **kwargs: Any) -> Response:
         return self.request("POST", url, **kwargs)
 
-    def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float) -> Response:
+    def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float,
+             total: float | None = None) -> Response:
         """Send a prepared request; ``requests``' exception types on failure."""
         started = time.perf_counter()
         curl = self._handle()
@@ -161,9 +166,10 @@ class Transport:
                 curl.setopt(pycurl.CUSTOMREQUEST, method)
         # "Expect:": no 100-continue round trip before a body over 1 KiB (a batch of users)
         curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()] + ["Expect:"])
-        ms = max(1, int(timeout * 1000))
-        curl.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
-        curl.setopt(pycurl.TIMEOUT_MS, ms)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout * 1000)))
+        curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)  # less than a byte a second for `timeout` s: a read timeout
+        curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(timeout)))
+        curl.setopt(pycurl.TIMEOUT_MS, 0 if total is None else max(1, int(total * 1000)))
         curl.setopt(pycurl.WRITEFUNCTION, chunks.append)
         curl.setopt(pycurl.HEADERFUNCTION, head.append)
         try:

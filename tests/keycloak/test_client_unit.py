@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from orgscim.keycloak.client import (
     Unauthorized,
     required_roles,
 )
+from orgscim.keycloak.transport import Transport
 
 
 def _jwt(claims: dict[str, Any]) -> str:
@@ -278,3 +280,52 @@ def test_each_endpoint_group_sends_its_urls_with_quoted_segments() -> None:
     ]
     assert sess.calls[-1][2]["params"] == {"clientId": "c", "max": 2}
     assert "json" not in sess.calls[1][2]  # no body unless one is given
+
+
+def _slow_server(pause: float, parts: int) -> tuple[socket.socket, int]:
+    """A loopback HTTP server that answers each request with ``parts`` bytes of body, one every ``pause`` s."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % parts)
+            for _ in range(parts):
+                time.sleep(pause)
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    break
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+def test_transport_timeout_is_for_pauses_and_total_bounds_the_whole_exchange() -> None:
+    """A large answer that keeps coming is not cut by the per-pause timeout (as with requests), an answer that
+    stops is, and a caller's budget (``total``) bounds the whole exchange."""
+    t = Transport()
+    srv, port = _slow_server(0.3, 8)  # 2.4 s in all, never a pause of 1 s
+    try:
+        assert t.request("GET", f"http://127.0.0.1:{port}/", timeout=1).content == b"x" * 8
+        started = time.monotonic()
+        with pytest.raises(requests.Timeout):
+            t.request("GET", f"http://127.0.0.1:{port}/", timeout=1, total=0.5)
+        assert time.monotonic() - started < 1.0
+    finally:
+        srv.close()
+    srv, port = _slow_server(30, 1)  # headers, then nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(requests.ReadTimeout):
+            t.request("GET", f"http://127.0.0.1:{port}/", timeout=1)
+        assert time.monotonic() - started < 3
+    finally:
+        srv.close()
