@@ -204,7 +204,8 @@ def phase(title: str, out: dict[str, Any], save: str | None) -> Iterator[None]:
 
 class CpuMeter:
     """CPU seconds used by Keycloak, orgscim (serve + worker) and this bench's client threads, and how busy the
-    host was, between :meth:`start` and :meth:`stop`: where each user's CPU went, on a host they all share."""
+    host was, summed over the runs each side makes inside :meth:`measure`: where each user's CPU went, on a host
+    they all share."""
 
     def __init__(self, keycloak_group: int, servers: list[LiveServer]) -> None:
         self.keycloak_group, self.servers = keycloak_group, servers

@@ -1,4 +1,4 @@
-"""What ``/proc`` says of a process (Linux): the tests' and benchmarks' memory figures."""
+"""What ``/proc`` says of processes (Linux): the tests' and benchmarks' memory, CPU and process-group figures."""
 
 from __future__ import annotations
 
@@ -18,19 +18,24 @@ def vm_kib(pid: int, key: str) -> int | None:
     return None
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds used so far by these processes (all their threads; children not waited for
     are not included); processes that are gone count 0."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / tick
+        fields = _stat_fields(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def host_busy() -> tuple[float, float]:
@@ -46,14 +51,9 @@ def processes() -> list[tuple[int, int]]:
     """(pid, ppid) of every process, from /proc."""
     out = []
     for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z":
-                out.append((int(name), int(fields[1])))
+        fields = _stat_fields(int(name)) if name.isdigit() else None
+        if fields is not None and fields[0] != "Z":
+            out.append((int(name), int(fields[1])))
     return out
 
 

@@ -138,8 +138,9 @@ class CreateBatcher:
                 p.done.set()
 
     def _send(self, admin: KeycloakAdmin, batch: list[_Pending]) -> None:
-        self.batches += 1
-        self.users += len(batch)
+        with self._cond:  # two senders and direct sends count at once
+            self.batches += 1
+            self.users += len(batch)
         try:
             results = admin.import_users([p.rep for p in batch])
         except KeycloakError as e:

@@ -17,7 +17,7 @@ from orgscim.model.types import JSON
 from .creates import CreateBatcher
 from .profile import ImportRules, import_rep
 
-FACTS_TTL = 300.0  # seconds realm facts (user-profile declaration, org IdPs) are trusted per process
+FACTS_TTL = 300.0  # seconds realm facts (user-profile declaration and import rules, org IdPs) are trusted per process
 T = TypeVar("T")
 
 
