@@ -46,11 +46,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # orgscim_dev: from the repository, never installed
 
 from orgscim.keycloak.client import KeycloakAdmin
+from orgscim.keycloak.transport import Transport
 from orgscim.provision.mapping import ATTR_EXTERNAL_ID, ATTR_ID, ATTR_ORG, PROFILE_ATTRIBUTES
 from orgscim_dev.kcproxy import ProxyState, make_proxy
 from orgscim_dev.keycloak import KeycloakDev, ensure_distribution
@@ -84,17 +83,18 @@ def scim_user(name: str, org_tag: str) -> dict[str, Any]:
             "emails": [{"value": f"{name}@{org_tag}.example", "type": "work", "primary": True}]}
 
 
-def run_threads(n: int, threads: int, fn: Callable[[requests.Session, int], None]) -> float:
-    """Run ``fn(session, i)`` for i in range(n) on ``threads`` threads (one session each); seconds taken."""
-    local = threading.local()
+def run_threads(n: int, threads: int, fn: Callable[[Transport, int], None]) -> float:
+    """Run ``fn(client, i)`` for i in range(n) on ``threads`` threads; seconds taken.
+
+    ``client`` is the HTTP client the raw side uses through :class:`KeycloakAdmin` (libcurl, one connection per
+    thread): both sides pay the same client CPU per request on the host they share with Keycloak and orgscim.
+    """
+    client = Transport(pool_size=threads)
     errors: list[BaseException] = []
 
     def one(i: int) -> None:
-        sess = getattr(local, "s", None)
-        if sess is None:
-            sess = local.s = requests.Session()
         try:
-            fn(sess, i)
+            fn(client, i)
         except BaseException as e:  # noqa: BLE001 - counted and reported
             errors.append(e)
 
@@ -163,7 +163,7 @@ def clean_after(o: LiveServer) -> list[str]:
 def raw_import(admin: KeycloakAdmin, org_id: str, tag: str, n: int, threads: int) -> float:
     """The same users straight through the admin API: the representation orgscim sends (names, email, enabled,
     its three attributes), then the membership; seconds taken."""
-    def one(_s: requests.Session, i: int) -> None:
+    def one(_s: Transport, i: int) -> None:
         body = scim_user(f"raw{tag}{i:05d}", tag)
         kc_id = admin.create_user({"username": body["userName"], "email": body["emails"][0]["value"],
                                    "firstName": "Bench", "lastName": body["name"]["familyName"], "enabled": True,
@@ -180,7 +180,7 @@ def scim_import(o: LiveServer, org_id: str, secret: str, tag: str, n: int, threa
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/scim+json"}
     lock = threading.Lock()
 
-    def one(s: requests.Session, i: int) -> None:
+    def one(s: Transport, i: int) -> None:
         body = scim_user(f"u{tag}{start + i:05d}", tag)
         r = s.post(url, json=body, headers=headers, timeout=60)
         if r.status_code != 201:
@@ -297,10 +297,11 @@ def bench_calls(admin: KeycloakAdmin, o: LiveServer, proxy: ProxyState, n: int, 
     headers = {"Authorization": f"Bearer {secret}"}
     ids = list(expected)[5:]
 
-    def patch(s: requests.Session, i: int) -> None:
-        r = s.patch(f"{base}/{ids[i]}", headers=headers, timeout=60, json={"schemas": [PATCH], "Operations": [
-            {"op": "replace", "path": "name.givenName", "value": "Renamed"},
-            {"op": "replace", "path": "name.familyName", "value": f"Person{i}"}]})
+    def patch(s: Transport, i: int) -> None:
+        ops = [{"op": "replace", "path": "name.givenName", "value": "Renamed"},
+               {"op": "replace", "path": "name.familyName", "value": f"Person{i}"}]
+        r = s.request("PATCH", f"{base}/{ids[i]}", headers=headers, timeout=60,
+                      json={"schemas": [PATCH], "Operations": ops})
         if r.status_code != 200:
             raise RuntimeError(f"PATCH {r.status_code}: {r.text[:200]}")
         expected[ids[i]]["name"] = {"givenName": "Renamed", "familyName": f"Person{i}"}
@@ -329,7 +330,7 @@ def bench_fair(admin: KeycloakAdmin, o: LiveServer, n: int, threads: int, out: d
 
     def org_b() -> None:
         url = f"{o.url}/realms/{REALM}/scim/v2/organizations/{b_id}/Users"
-        s = requests.Session()
+        s = Transport(pool_size=1)
         i = 0
         time.sleep(2)  # let A's import get going
         while not done.is_set():
@@ -404,7 +405,7 @@ def bench_many_orgs(admin: KeycloakAdmin, o: LiveServer, orgs: int, per_org: int
     lock = threading.Lock()
     jobs = [(org, j) for j in range(per_org) for org in created]  # interleaved, as many IdPs would send
 
-    def one(s: requests.Session, i: int) -> None:
+    def one(s: Transport, i: int) -> None:
         (org_id, name, secret), j = jobs[i]
         body = scim_user(f"m{name}{j:03d}", name)
         r = s.post(f"{o.url}/realms/{REALM}/scim/v2/organizations/{org_id}/Users", json=body, timeout=60,
