@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from orgscim.keycloak.client import BudgetSpent, Forbidden, KeycloakConflict, KeycloakError, KeycloakUnavailable
-from orgscim.provision.creates import SENDERS, CreateBatcher
+from orgscim.provision.creates import SENDERS, STALL, CreateBatcher
 from orgscim.provision.mapping import PROFILE_ATTRIBUTES
 from orgscim.provision.profile import ImportRules, import_rep
 
@@ -100,7 +100,8 @@ class FakeAdmin:
     max_wait = 0.0
 
     def __init__(self, answer: Any = None) -> None:
-        self.calls: list[list[str]] = []
+        self.calls: list[list[str]] = []  # answered imports
+        self.sent: list[list[str]] = []  # imports sent, answered or not
         self.gate = threading.Event()
         self.gate.set()
         self.answer = answer
@@ -110,8 +111,9 @@ class FakeAdmin:
         return getattr(self.local, "left", None)
 
     def import_users(self, reps: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
-        self.gate.wait(10)
         names = [r["username"] for r in reps]
+        self.sent.append(names)
+        self.gate.wait(10)
         self.calls.append(names)
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -178,21 +180,49 @@ def test_transient_failures_reach_every_thread_of_the_batch() -> None:
         create(CreateBatcher(), admin, "u1")
 
 
+def test_users_arriving_while_an_import_is_in_flight_wait_for_its_answer_and_go_together() -> None:
+    admin, batcher = FakeAdmin(), CreateBatcher()
+    admin.gate.clear()
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(create, batcher, admin, "first")
+        time.sleep(0.05)
+        rest = [pool.submit(create, batcher, admin, f"u{i}") for i in range(6)]
+        time.sleep(STALL / 2)
+        assert admin.sent == [["first"]]  # the others wait for the answer to the import in flight
+        admin.gate.set()
+        assert first.result(5) == "id-first" and [f.result(5) for f in rest] == [f"id-u{i}" for i in range(6)]
+    assert admin.sent == [["first"], [f"u{i}" for i in range(6)]]
+
+
+def test_an_import_in_flight_too_long_lets_another_go_beside_it_up_to_the_limit() -> None:
+    admin, batcher = FakeAdmin(), CreateBatcher()
+    admin.gate.clear()  # Keycloak does not answer (or the client waits out a Retry-After)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(create, batcher, admin, "first")]
+        time.sleep(0.05)
+        futures += [pool.submit(create, batcher, admin, f"u{i}") for i in range(3)]
+        time.sleep(STALL * 2)
+        assert admin.sent == [["first"], ["u0", "u1", "u2"]]  # sent beside the stalled one
+        futures += [pool.submit(create, batcher, admin, "later")]
+        time.sleep(STALL * 2)
+        assert len(admin.sent) == SENDERS == 2  # no more in flight at once
+        admin.gate.set()
+        assert [f.result(5) for f in futures] == ["id-first", "id-u0", "id-u1", "id-u2", "id-later"]
+    assert admin.sent[-1] == ["later"]
+
+
 def test_a_thread_whose_budget_runs_out_in_the_queue_leaves_it_unsent() -> None:
     admin, batcher = FakeAdmin(), CreateBatcher()
     admin.gate.clear()
-    names = ["direct"] + [f"sender{i}" for i in range(SENDERS)]
-    with ThreadPoolExecutor(len(names) + 1) as pool:
-        busy = []
-        for name in names:  # sent from its own thread, then taken by each sender thread: all held at the gate
-            busy.append(pool.submit(create, batcher, admin, name))
-            time.sleep(0.1)
-        with pytest.raises(BudgetSpent):  # queued behind them with 0.2 s left
-            pool.submit(create, batcher, admin, "late", 0.2).result(5)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(create, batcher, admin, "first")
+        time.sleep(0.05)
+        with pytest.raises(BudgetSpent):  # queued behind the import in flight with less time than STALL
+            pool.submit(create, batcher, admin, "late", STALL / 3).result(5)
         admin.gate.set()
-        assert [f.result(5) for f in busy] == [f"id-{n}" for n in names]
-    time.sleep(0.2)
-    assert sorted(admin.calls) == sorted([n] for n in names)  # "late" was never sent
+        assert first.result(5) == "id-first"
+    time.sleep(STALL * 2)
+    assert admin.sent == [["first"]]  # "late" was never sent
 
 
 def test_a_user_alone_is_sent_from_its_own_thread() -> None:

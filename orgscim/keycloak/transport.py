@@ -53,12 +53,20 @@ Hook = Callable[[Exchange], None]
 class Response:
     """The parts of an HTTP answer the admin client reads (a subset of ``requests.Response``)."""
 
-    __slots__ = ("status_code", "headers", "content")
+    __slots__ = ("status_code", "_head", "_headers", "content")
 
-    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
+    def __init__(self, status_code: int, head: list[bytes], content: bytes) -> None:
         self.status_code = status_code
-        self.headers = headers  # case-insensitive (urllib3's HTTPHeaderDict)
+        self._head = head  # the raw header lines, parsed when first read (most answers never are)
+        self._headers: Mapping[str, str] | None = None
         self.content = content
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The header fields, case-insensitive."""
+        if self._headers is None:
+            self._headers = _headers(self._head)
+        return self._headers
 
     @property
     def text(self) -> str:
@@ -181,7 +189,7 @@ class Transport:
             raise _as_requests_error(exc, connected) from exc
         status = int(curl.getinfo(pycurl.RESPONSE_CODE))
         self._observe(method, url, status, started)
-        return Response(status, _headers(head), b"".join(chunks))
+        return Response(status, head, b"".join(chunks))
 
     def _observe(self, method: str, url: str, status: int | None, started: float) -> None:
         if self.hooks:

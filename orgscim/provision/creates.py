@@ -4,9 +4,14 @@ Keycloak as one partial import (DESIGN §4 "Speed").
 A thread that creates a user (a SCIM request delivering inline, or a delivery thread) while no import of its
 realm is in flight or queued in this process sends its user itself, as an import of one (still cheaper for
 Keycloak than ``POST /users``). Otherwise it queues the user's representation and waits; a sender thread of the
-realm (up to :data:`SENDERS` per process) takes whatever is queued (at most ``max_batch``) and sends it as one
-``POST /partialImport``, then the next batch. Nothing waits to fill a batch: under load the batches grow by
-themselves. Each thread gets its own outcome:
+realm takes whatever is queued (at most ``max_batch``) and sends it as one ``POST /partialImport`` once the
+import in flight has been answered: the users that arrive while one import is on its way go together in the
+next. Keycloak's cost is mostly per request (Keycloak 26.7.3, warm: an import of one user costs it about as much
+as ``POST /users``, an import of ten about 1.2 ms per user), so batches are what make a create cheap. Only when
+the import in flight has taken longer than :data:`STALL` seconds (Keycloak is slow, or the client waits out a
+``Retry-After``) does a second sender go ahead beside it (at most :data:`SENDERS` in flight). Nothing waits
+to fill a batch (a short linger for requests on their way to a create was measured: it made batches barely
+larger at 16 client threads and slowed 4 client threads down). Each thread gets its own outcome:
 
 * ``ADDED``: the new user's id;
 * ``SKIPPED`` (the username is taken): :class:`KeycloakConflict`, exactly as a 409 of ``POST /users``, so the
@@ -37,7 +42,8 @@ log = logging.getLogger("orgscim.deliver")
 
 REFUSED_PAUSE = 300.0  # seconds a realm whose Keycloak forbids partial import gets POST /users only
 IDLE_EXIT = 60.0  # seconds a realm's sender thread waits for work before it ends
-SENDERS = 2  # sender threads per realm and process: one may wait out a Retry-After while the other sends
+SENDERS = 2  # imports in flight per realm and process, at most: one may wait out a Retry-After while one sends
+STALL = 0.25  # seconds an import may be in flight before another one is sent beside it
 
 
 class _Pending:
@@ -62,7 +68,7 @@ class CreateBatcher:
         self._admins: dict[str, KeycloakAdmin] = {}
         self._senders: dict[str, int] = {}  # sender threads per realm
         self._idle: dict[str, int] = {}  # of them, waiting for work
-        self._sending: dict[str, int] = {}  # imports in flight per realm (a sender's batch or a direct one)
+        self._sending: dict[str, list[float]] = {}  # per realm, when each import in flight was sent
         self._refused_until: dict[str, float] = {}
         self.batches = 0  # imports sent, and the users in them (tests and the bench read these)
         self.users = 0
@@ -78,8 +84,9 @@ class CreateBatcher:
         with self._cond:
             queue = self._queues.setdefault(realm, deque())
             direct = not queue and not self._sending.get(realm)
+            sent = time.monotonic()
             if direct:  # nothing in flight or waiting: no one to share an import with, send it from this thread
-                self._sending[realm] = self._sending.get(realm, 0) + 1
+                self._sending.setdefault(realm, []).append(sent)
             else:
                 queue.append(me)
                 self._admins[realm] = admin
@@ -89,7 +96,7 @@ class CreateBatcher:
                                      daemon=True).start()
                 self._cond.notify_all()
         if direct:
-            self._send_counted(admin, [me])
+            self._send_counted(admin, [me], sent)
         else:
             self._wait(admin, me)
         if me.alone:
@@ -116,24 +123,40 @@ class CreateBatcher:
                 queue = self._queues[realm]
                 idle_until = time.monotonic() + IDLE_EXIT
                 self._idle[realm] = self._idle.get(realm, 0) + 1
-                while not queue and (left := idle_until - time.monotonic()) > 0:
-                    self._cond.wait(left)  # create() notifies after queueing
+                while (wait := self._next_send(realm, queue, idle_until)) > 0:
+                    self._cond.wait(wait)  # create() notifies after queueing, _send_counted after an answer
                 self._idle[realm] -= 1
                 if not queue:
                     self._senders[realm] -= 1
                     return
                 batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
                 admin = self._admins[realm]
-                self._sending[realm] = self._sending.get(realm, 0) + 1
-            self._send_counted(admin, batch)
+                sent = time.monotonic()
+                self._sending.setdefault(realm, []).append(sent)
+            self._send_counted(admin, batch, sent)
 
-    def _send_counted(self, admin: KeycloakAdmin, batch: list[_Pending]) -> None:
-        """Send one import, counted as in flight for its realm; every thread of the batch is told."""
+    def _next_send(self, realm: str, queue: deque[_Pending], idle_until: float) -> float:
+        """Seconds a sender waits before it may send what is queued (0: now, or: the queue stayed empty until
+        ``idle_until``). Called under the lock."""
+        now = time.monotonic()
+        if not queue:
+            return max(0.0, idle_until - now)
+        in_flight = self._sending.get(realm) or []
+        if not in_flight:
+            return 0.0
+        if len(in_flight) >= SENDERS:
+            return STALL
+        return max(0.0, min(in_flight) + STALL - now)
+
+    def _send_counted(self, admin: KeycloakAdmin, batch: list[_Pending], sent: float) -> None:
+        """Send one import, counted as in flight for its realm since ``sent``; every thread of the batch is told,
+        and the realm's sender may send the next batch."""
         try:
             self._send(admin, batch)
         finally:
             with self._cond:
-                self._sending[admin.realm] -= 1
+                self._sending[admin.realm].remove(sent)
+                self._cond.notify_all()
             for p in batch:
                 p.done.set()
 
