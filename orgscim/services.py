@@ -278,6 +278,7 @@ class Services:
                 stats = self.deliverer.deliver_resources(org, rids, self.delivery_budget)
         finally:
             if stats.deferred or stats.failed:
+                self.deliverer.release_leases(org, rids)
                 self.outbox.unhold(org.pk, rids)
         if stats.failed:
             self.keycloak_failed(org.realm, stats.retry_after)

@@ -77,6 +77,11 @@ class MemberChange:
         return self.replace is not None or bool(self.add) or bool(self.remove)
 
 
+def lease_name(org_pk: int, resource_id: str) -> str:
+    """The lease whose holder alone delivers the outbox entries of one resource."""
+    return f"res:{org_pk}:{resource_id}"
+
+
 @dataclass
 class OutboxEntry:
     """A change Keycloak must receive, stored in the same transaction as the SCIM write it describes."""
@@ -86,6 +91,9 @@ class OutboxEntry:
     action: str
     payload: JSON = field(default_factory=dict)
     hold: float = 0.0  # seconds other deliverers leave it alone (the request delivers it inline)
+    # the holder that takes the resource's lease (:func:`lease_name`) for ``hold`` seconds in the write's own
+    # transaction, unless another holder has it: the request delivering inline needs no transaction of its own
+    lease: str | None = None
 
 
 class Resources(Protocol):

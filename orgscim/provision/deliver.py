@@ -27,7 +27,7 @@ from orgscim.keycloak.errors import (
     Unauthorized,
 )
 from orgscim.model.clock import now
-from orgscim.model.contract import Org, Storage
+from orgscim.model.contract import Org, Storage, lease_name
 from orgscim.model.delivery import Lease, Link, OutboxItem
 
 from .creates import CreateBatcher
@@ -37,7 +37,7 @@ from .federation import Federation
 from .groups import GroupDelivery
 from .mapping import PROFILE_ATTRIBUTES
 from .profile import ImportRules
-from .scheduler import DEFAULT_PER_ORG, DEFAULT_WORKERS, LEASE_TTL, Scheduler, Stats, holder, lease_name
+from .scheduler import DEFAULT_PER_ORG, DEFAULT_WORKERS, LEASE_TTL, Scheduler, Stats, holder
 from .users import UserDelivery
 
 log = logging.getLogger("orgscim.deliver")
@@ -102,6 +102,13 @@ class Deliverer:
                     break
         return stats
 
+    def release_leases(self, org: Org, resource_ids: Iterable[str]) -> None:
+        """Give up the leases this thread's request took with its write (:attr:`OutboxEntry.lease`) and did not
+        use: the worker may deliver those resources at once."""
+        me = holder()
+        for rid in dict.fromkeys(resource_ids):
+            self.leases.release(lease_name(org.pk, rid), me)
+
     def deliver_resource(self, org: Org, rid: str, inline: bool = False) -> Stats:
         """Deliver the pending entries of one resource in commit order, holding its lease (renewed and
         checked before each entry). ``inline``: entries never attempted are due even when held."""
@@ -110,7 +117,8 @@ class Deliverer:
         if admin is None:
             return Stats(deferred=True)
         name, me = lease_name(org.pk, rid), holder()
-        if not self.leases.acquire(name, me, LEASE_TTL):
+        # a request's write took the lease in its own transaction (OutboxEntry.lease)
+        if not (inline and self.leases.holds(name, me)) and not self.leases.acquire(name, me, LEASE_TTL):
             return Stats(deferred=True, contended=True)
         renew = False  # just acquired: the first entry needs no renewal
         released = False

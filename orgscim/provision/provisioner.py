@@ -21,6 +21,7 @@ from orgscim.model.types import JSON
 
 from .domains import check_domains
 from .mapping import ATTR_ORG, active, kc_username, primary_email, setting
+from .scheduler import holder
 
 log = logging.getLogger("orgscim.provision")
 
@@ -41,19 +42,21 @@ class KeycloakProvisioner:
         self.check_now = check_now
         self.on_unavailable = on_unavailable or (lambda: None)
         self.hold = hold if check_now else 0.0
+        self.lease = holder() if self.hold else None  # this thread delivers inline: its write takes the leases
         self.written: list[tuple[str, str, str]] = []  # (action, resource type, id) in commit order
 
     def entries(self, action: str, rtype: str, rid: str, before: Any, after: Any) -> list[OutboxEntry]:
         if rtype == "User":
             if action == "delete":
-                return [OutboxEntry("User", rid, "user.delete", hold=self.hold)]
+                return [OutboxEntry("User", rid, "user.delete", hold=self.hold, lease=self.lease)]
             check_domains(self.org, self.admin, before, after, self.check_now)
             if before is not None:
                 self.check_conflicts(rid, before, after)
             changed = action == "create" or active(before) != active(after)
             return [OutboxEntry("User", rid, "user.upsert", {"data": after, "active_changed": changed},
-                                hold=self.hold)]
-        return [OutboxEntry("Group", rid, "group.delete" if action == "delete" else "group.upsert", hold=self.hold)]
+                                hold=self.hold, lease=self.lease)]
+        return [OutboxEntry("Group", rid, "group.delete" if action == "delete" else "group.upsert", hold=self.hold,
+                            lease=self.lease)]
 
     def committed(self, action: str, rtype: str, rid: str) -> None:
         self.written.append((action, rtype, rid))

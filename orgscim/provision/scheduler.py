@@ -48,10 +48,6 @@ def holder() -> str:
     return token[1]
 
 
-def lease_name(org_pk: int, resource_id: str) -> str:
-    return f"res:{org_pk}:{resource_id}"
-
-
 @dataclass
 class Stats:
     delivered: int = 0

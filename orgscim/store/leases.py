@@ -37,6 +37,11 @@ class LeaseStore:
                          "SET holder = excluded.holder, until = excluded.until", (name, holder, t + ttl))
         return True
 
+    def holds(self, name: str, holder: str) -> bool:
+        """Whether ``holder`` holds lease ``name`` and it has not expired (a read: no transaction)."""
+        return self.db.one("SELECT 1 FROM leases WHERE name = ? AND holder = ? AND until > ?",
+                           (name, holder, time.time())) is not None
+
     def renew(self, name: str, holder: str, ttl: float) -> bool:
         """Extend a lease ``holder`` still holds; False when it lost it (expired and taken over)."""
         with self.db.transaction() as conn:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 
 from orgscim.model.clock import later, now
-from orgscim.model.contract import Member, MemberChange, OutboxEntry, Page, Resource
+from orgscim.model.contract import Member, MemberChange, OutboxEntry, Page, Resource, lease_name
 from orgscim.model.errors import Uniqueness
 from orgscim.model.filter import AttrRef, Node
 from orgscim.model.types import JSON
@@ -203,6 +204,9 @@ class ResourceStore:
                 "INSERT INTO outbox (org_pk, resource_type, resource_id, action, payload, created, "
                 "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.org_pk, e.resource_type, e.resource_id or rid, e.action, _dump(e.payload), ts, due))
+            if e.lease is not None:  # another holder's lease stays: the request then finds it held
+                conn.execute("INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                             (lease_name(self.org_pk, e.resource_id or rid), e.lease, time.time() + e.hold))
 
 
 def _inserted(cur: sqlite3.Cursor) -> int:

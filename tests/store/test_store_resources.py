@@ -10,9 +10,10 @@ from collections.abc import Callable
 import pytest
 
 from orgscim.model import filter as flt
-from orgscim.model.contract import Member, MemberChange, Org, OutboxEntry, Resource, Resources, Storage
+from orgscim.model.contract import Member, MemberChange, Org, OutboxEntry, Resource, Resources, Storage, lease_name
 from orgscim.model.errors import Uniqueness
 from orgscim.model.filter import AttrRef, Node
+from orgscim.model.holders import new_holder
 from orgscim.model.schemas import GROUP_TYPE, USER_TYPE
 
 
@@ -91,6 +92,24 @@ def test_each_write_commits_its_outbox_entries_in_order(storage: Storage, org_a:
     entries = storage.outbox.entries(org_a.pk)
     assert [(e.resource_id, e.action, e.payload) for e in entries] == [
         (row.id, "user.upsert", {"n": 1}), (row.id, "user.upsert", {"n": 2}), (row.id, "user.delete", {"n": 3})]
+
+
+def test_a_write_takes_its_resources_lease_in_the_same_transaction_unless_another_holds_it(
+        storage: Storage, org_a: Org, res: Resources) -> None:
+    me, other = new_holder(), new_holder()
+    row = res.create("User", {"userName": "l"}, "l", None,
+                     outbox=[OutboxEntry("User", "", "user.upsert", hold=15, lease=me)])
+    name = lease_name(org_a.pk, row.id)
+    assert storage.leases.holds(name, me) and not storage.leases.holds(name, other)
+    assert not storage.leases.acquire(name, other, 30)  # held: the request delivers it
+    storage.leases.release(name, me)
+    assert storage.leases.acquire(name, other, 30)
+    assert res.update(row, {"userName": "l", "title": "t"}, "l", None,
+                      outbox=[OutboxEntry("User", row.id, "user.upsert", hold=15, lease=me)]) is not None
+    assert storage.leases.holds(name, other) and not storage.leases.holds(name, me)  # the other holder keeps it
+    with pytest.raises(Uniqueness):  # a refused write takes no lease
+        res.create("User", {"userName": "L"}, "L", None, outbox=[OutboxEntry("User", "", "user.upsert", lease=me)])
+    assert len(storage.outbox.entries(org_a.pk)) == 2
 
 
 # -- members and derived versions (RFC 7644 §3.14: the version changes with what the representation shows) ---
