@@ -16,6 +16,7 @@ at the default, every client shares the proxy's bucket.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from .store.authstate import AuthStateStore
 
 
+@functools.lru_cache(maxsize=4096)  # every request computes it; an IdP sends from a few addresses
 def client_key(addr: str) -> str:
     """The throttling key of a client address: IPv4 as is, IPv6 by its /64 (anything else verbatim)."""
     try:

@@ -65,12 +65,14 @@ class ScimService:
     def location(self, rtype: ResourceType, rid: str) -> str:
         return f"{self.base}{rtype.endpoint}/{rid}"
 
-    def render(self, rtype: ResourceType, rows: list[Resource], query: Query | None = None) -> list[JSON]:
-        """Rows → SCIM JSON; members/groups fetched for the whole page in one query each."""
+    def render(self, rtype: ResourceType, rows: list[Resource], query: Query | None = None,
+               created: bool = False) -> list[JSON]:
+        """Rows → SCIM JSON; members/groups fetched for the whole page in one query each (``created``: rows
+        this request made, which no group can hold yet)."""
         want = wants(query, "members" if rtype is GROUP_TYPE else "groups")
         pks = [r.pk for r in rows]
         members = self.store.members(pks) if want and rtype is GROUP_TYPE else {}
-        groups = self.store.groups_of(pks) if want and rtype is not GROUP_TYPE else {}
+        groups = self.store.groups_of(pks) if want and rtype is not GROUP_TYPE and not created else {}
         out = []
         for row in rows:
             data = dict(row.data)
@@ -121,7 +123,7 @@ class ScimService:
         except Uniqueness as e:
             raise Uniqueness(f"a {rtype.name} with this {_unique_attr(rtype)} already exists") from e
         self.provisioner.committed("create", rtype.name, row.id)
-        res = self.render(rtype, [row])[0]
+        res = self.render(rtype, [row], created=True)[0]
         return Result(201, res, res["meta"]["location"])
 
     def get(self, type_name: str, rid: str, query: Query) -> Result:

@@ -11,7 +11,13 @@ SCIM_PATH = "/realms/{realm}/scim/v2/organizations/{org_id}"
 
 def public_base_url() -> str:
     """orgscim's base URL as clients reach it, without a trailing slash."""
-    return str(current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    configured = current_app.config.get("PUBLIC_BASE_URL")
+    if configured:
+        return str(configured).rstrip("/")
+    host = request.host
+    if not request.root_path and host.isascii() and "%" not in host:
+        return f"{request.scheme}://{host}"  # what host_url gives, without its IRI round trip on every request
+    return str(request.host_url).rstrip("/")
 
 
 def scim_base_url(realm: str, org_id: str) -> str:
