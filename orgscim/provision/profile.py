@@ -28,6 +28,7 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*", re.ASCII)
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*", re.ASCII)
 _EMAIL_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _NAME_PROHIBITED = set('<>&"$%!#?§;*~/\\|^=[]{}()')
+_ASCII_NAME_REFUSED = re.compile(r'[<>&"$%!#?;*~/\\|^=\[\]{}()\x00-\x1f\x7f]')  # the set above, and controls
 
 
 def _email_ok(value: str) -> bool:
@@ -38,6 +39,8 @@ def _email_ok(value: str) -> bool:
 
 
 def _name_ok(value: str) -> bool:
+    if value.isascii():  # most names: one regex instead of a Unicode lookup per character
+        return _ASCII_NAME_REFUSED.search(value) is None
     return not any(c in _NAME_PROHIBITED or unicodedata.category(c)[0] in "CZ" and c != " " for c in value)
 
 
