@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -192,12 +192,18 @@ def test_transient_failures_reach_every_thread_of_the_batch() -> None:
         create(CreateBatcher(), admin, "u1")
 
 
+def first_held(pool: ThreadPoolExecutor, batcher: CreateBatcher, admin: FakeAdmin) -> Future[str]:
+    """A user sent alone whose import Keycloak answers only once ``admin.gate`` is set."""
+    admin.gate.clear()
+    first = pool.submit(create, batcher, admin, "first")
+    time.sleep(0.05)
+    return first
+
+
 def test_users_arriving_while_an_import_is_in_flight_wait_for_its_answer_and_go_together() -> None:
     admin, batcher = FakeAdmin(), CreateBatcher()
-    admin.gate.clear()
     with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(create, batcher, admin, "first")
-        time.sleep(0.05)
+        first = first_held(pool, batcher, admin)
         rest = [pool.submit(create, batcher, admin, f"u{i}") for i in range(6)]
         time.sleep(STALL / 2)
         assert admin.sent == [["first"]]  # the others wait for the answer to the import in flight
@@ -208,10 +214,8 @@ def test_users_arriving_while_an_import_is_in_flight_wait_for_its_answer_and_go_
 
 def test_an_import_in_flight_too_long_lets_another_go_beside_it_up_to_the_limit() -> None:
     admin, batcher = FakeAdmin(), CreateBatcher()
-    admin.gate.clear()  # Keycloak does not answer (or the client waits out a Retry-After)
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(create, batcher, admin, "first")]
-        time.sleep(0.05)
+    with ThreadPoolExecutor(8) as pool:  # Keycloak does not answer (or the client waits out a Retry-After)
+        futures = [first_held(pool, batcher, admin)]
         futures += [pool.submit(create, batcher, admin, f"u{i}") for i in range(3)]
         time.sleep(STALL * 2)
         assert [sorted(names) for names in admin.sent] == [["first"], ["u0", "u1", "u2"]]  # beside the stalled one
@@ -225,10 +229,8 @@ def test_an_import_in_flight_too_long_lets_another_go_beside_it_up_to_the_limit(
 
 def test_a_thread_whose_budget_runs_out_in_the_queue_leaves_it_unsent() -> None:
     admin, batcher = FakeAdmin(), CreateBatcher()
-    admin.gate.clear()
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(create, batcher, admin, "first")
-        time.sleep(0.05)
+        first = first_held(pool, batcher, admin)
         with pytest.raises(BudgetSpent):  # queued behind the import in flight with less time than STALL
             pool.submit(create, batcher, admin, "late", STALL / 3).result(5)
         admin.gate.set()
