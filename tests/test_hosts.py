@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import DB_NAME, ORG_A, REALM, USER_URN, auth, base_path
+from flask import request
 
 from orgscim.app import create_app
+from orgscim.web.urls import public_base_url
 
 
 def make(instance: Path, **config: Any) -> Any:
@@ -46,3 +48,11 @@ def test_allowed_and_public_hosts_build_the_urls(instance: Path, template: Any) 
     anything = make(instance, ALLOWED_HOSTS=["*"])
     assert anything.get(f"{base_path(REALM, ORG_A)}/Users", headers={**headers, "Host": "x.example"}
                         ).status_code == 200
+
+
+def test_the_base_url_is_what_werkzeug_makes_of_the_host(instance: Path) -> None:
+    app = create_app({"TESTING": True, "DATABASE": str(instance / DB_NAME), "ALLOWED_HOSTS": ["*"]})
+    for host, root in [("scim.example.com", ""), ("localhost:8000", ""), ("[::1]:8000", ""), ("10.1.2.3", ""),
+                       ("xn--mnchen-3ya.de", ""), ("XN--MNCHEN-3YA.de:8443", ""), ("scim.example.com", "/orgscim")]:
+        with app.test_request_context("/healthz", base_url=f"https://{host}{root}"):
+            assert public_base_url() == request.host_url.rstrip("/"), (host, root)

@@ -15,9 +15,9 @@ def public_base_url() -> str:
     if configured:
         return str(configured).rstrip("/")
     host = request.host
-    if not request.root_path and host.isascii() and "%" not in host:
+    if not request.root_path and host.isascii() and "%" not in host and "xn--" not in host.lower():
         return f"{request.scheme}://{host}"  # what host_url gives, without its IRI round trip on every request
-    return str(request.host_url).rstrip("/")
+    return str(request.host_url).rstrip("/")  # IDN hosts (shown decoded) and mounted apps
 
 
 def scim_base_url(realm: str, org_id: str) -> str:
