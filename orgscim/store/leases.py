@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 
 from orgscim.model.holders import holder_alive
 
@@ -52,3 +53,8 @@ class LeaseStore:
     def release(self, name: str, holder: str) -> None:
         with self.db.transaction() as conn:
             release_in(conn, name, holder)
+
+    def release_all(self, names: Iterable[str], holder: str) -> None:
+        """Release every lease of ``names`` that ``holder`` holds, in one transaction."""
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM leases WHERE name = ? AND holder = ?", [(n, holder) for n in names])

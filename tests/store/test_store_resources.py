@@ -110,6 +110,11 @@ def test_a_write_takes_its_resources_lease_in_the_same_transaction_unless_anothe
     with pytest.raises(Uniqueness):  # a refused write takes no lease
         res.create("User", {"userName": "L"}, "L", None, outbox=[OutboxEntry("User", "", "user.upsert", lease=me)])
     assert len(storage.outbox.entries(org_a.pk)) == 2
+    two = [res.create("User", {"userName": n}, n, None, outbox=[OutboxEntry("User", "", "user.upsert", hold=15,
+                                                                          lease=me)]) for n in ("m1", "m2")]
+    storage.leases.release_all([lease_name(org_a.pk, r.id) for r in two] + [name], me)  # one transaction
+    assert not any(storage.leases.holds(lease_name(org_a.pk, r.id), me) for r in two)
+    assert storage.leases.holds(name, other)  # only the holder's own leases go
 
 
 # -- members and derived versions (RFC 7644 §3.14: the version changes with what the representation shows) ---
