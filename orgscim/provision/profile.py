@@ -28,7 +28,9 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*", re.ASCII)
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*", re.ASCII)
 _EMAIL_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _NAME_PROHIBITED = set('<>&"$%!#?§;*~/\\|^=[]{}()')
-_ASCII_NAME_REFUSED = re.compile(r'[<>&"$%!#?;*~/\\|^=\[\]{}()\x00-\x1f\x7f]')  # the set above, and controls
+# the ASCII part of that set, and the control characters (the only ASCII of Unicode categories C and Z but " ")
+_ASCII_NAME_REFUSED = re.compile("[" + re.escape("".join(sorted(c for c in _NAME_PROHIBITED if c.isascii())))
+                                 + r"\x00-\x1f\x7f]")
 
 
 def _email_ok(value: str) -> bool:
