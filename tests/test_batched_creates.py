@@ -7,13 +7,15 @@ from __future__ import annotations
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from orgscim.keycloak.client import BudgetSpent, Forbidden, KeycloakConflict, KeycloakError, KeycloakUnavailable
-from orgscim.provision.creates import SENDERS, STALL, CreateBatcher
+from orgscim.provision.creates import MARGIN, SENDERS, STALL, CreateBatcher
 from orgscim.provision.mapping import PROFILE_ATTRIBUTES
 from orgscim.provision.profile import ImportRules, _name_ok, import_rep
 
@@ -114,6 +116,7 @@ class FakeAdmin:
     def __init__(self, answer: Any = None) -> None:
         self.calls: list[list[str]] = []  # answered imports
         self.sent: list[list[str]] = []  # imports sent, answered or not
+        self.lefts: list[float | None] = []  # of each import sent, the time its thread had left
         self.gate = threading.Event()
         self.gate.set()
         self.answer = answer
@@ -122,9 +125,18 @@ class FakeAdmin:
     def remaining(self) -> float | None:
         return getattr(self.local, "left", None)
 
+    @contextmanager
+    def deadline(self, seconds: float | None) -> Iterator[None]:
+        self.local.left = seconds
+        try:
+            yield
+        finally:
+            self.local.left = None
+
     def import_users(self, reps: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
         names = [r["username"] for r in reps]
         self.sent.append(names)
+        self.lefts.append(self.remaining())
         self.gate.wait(10)
         self.calls.append(names)
         if isinstance(self.answer, Exception):
@@ -237,6 +249,36 @@ def test_a_thread_whose_budget_runs_out_in_the_queue_leaves_it_unsent() -> None:
         assert first.result(5) == "id-first"
     time.sleep(STALL * 2)
     assert admin.sent == [["first"]]  # "late" was never sent
+
+
+def test_an_import_is_answered_before_the_tightest_budget_of_its_batch_runs_out() -> None:
+    """So a Retry-After that does not fit reaches every thread as RateLimited (its entry waits it out) instead of
+    a thread giving up on the import in flight, whose entry would be tried again at once (issue 8, "429")."""
+    admin, batcher = FakeAdmin(), CreateBatcher()
+    with ThreadPoolExecutor(4) as pool:
+        first = first_held(pool, batcher, admin)
+        rest = [pool.submit(create, batcher, admin, name, left) for name, left in
+                (("roomy", None), ("tight", 2.0), ("loose", 4.0))]
+        time.sleep(0.05)
+        admin.gate.set()
+        assert first.result(5) == "id-first" and [f.result(5) for f in rest] == ["id-roomy", "id-tight", "id-loose"]
+    assert [sorted(names) for names in admin.sent] == [["first"], ["loose", "roomy", "tight"]]
+    left = admin.lefts[1]
+    assert left is not None and 2.0 - MARGIN - 0.5 < left <= 2.0 - MARGIN
+
+
+def test_a_thread_too_close_to_its_budget_is_left_out_of_the_batch_unsent() -> None:
+    admin, batcher = FakeAdmin(), CreateBatcher()
+    with ThreadPoolExecutor(3) as pool:
+        first = first_held(pool, batcher, admin)
+        late = pool.submit(create, batcher, admin, "late", MARGIN + STALL + 0.15)
+        other = pool.submit(create, batcher, admin, "other")
+        time.sleep(0.2)  # "late" has less than MARGIN + STALL left when the sender takes the queue
+        admin.gate.set()
+        with pytest.raises(BudgetSpent):
+            late.result(5)
+        assert first.result(5) == "id-first" and other.result(5) == "id-other"
+    assert admin.sent == [["first"], ["other"]] and admin.lefts[1] is None
 
 
 def test_a_user_alone_is_sent_from_its_own_thread() -> None:

@@ -23,8 +23,13 @@ larger at 16 client threads and slowed 4 client threads down). Each thread gets 
   next attempt finds what was: see :meth:`~orgscim.provision.users.UserDelivery._ours`).
 
 A waiting thread keeps its own time budget (:meth:`~orgscim.keycloak.base.AdminBase.deadline`): when it runs out
-before its user was sent, the user leaves the queue; once sent, the thread stops waiting with
-:class:`BudgetSpent` and the entry's next attempt looks for what the import did.
+before its user was sent, the user leaves the queue (or the sender leaves it out: too little time left to send).
+An import is bounded by the tightest budget of its batch, :data:`MARGIN` seconds early, so every thread of it has
+its answer before its own time is up. A ``Retry-After`` that does not fit then reaches each of them as
+:class:`~orgscim.keycloak.errors.RateLimited`, and each entry waits it out; a thread that gave up on an import
+still in flight would have its entry tried again at once, maybe by another process before the ``Retry-After``
+of that import was over. A thread that still stops waiting after its user was sent gets :class:`BudgetSpent`,
+and the entry's next attempt looks for what the import did.
 """
 
 from __future__ import annotations
@@ -44,13 +49,15 @@ REFUSED_PAUSE = 300.0  # seconds a realm whose Keycloak forbids partial import g
 IDLE_EXIT = 60.0  # seconds a realm's sender thread waits for work before it ends
 SENDERS = 2  # imports in flight per realm and process, at most: one may wait out a Retry-After while one sends
 STALL = 0.25  # seconds an import may be in flight before another one is sent beside it
+MARGIN = 0.2  # seconds before the tightest budget of its batch that an import must be answered
 
 
 class _Pending:
-    __slots__ = ("rep", "done", "user_id", "error", "alone")
+    __slots__ = ("rep", "end", "done", "user_id", "error", "alone")
 
-    def __init__(self, rep: JSON) -> None:
+    def __init__(self, rep: JSON, left: float | None = None) -> None:
         self.rep = rep
+        self.end = None if left is None else time.monotonic() + left  # the creating thread's deadline
         self.done = threading.Event()
         self.user_id: str | None = None
         self.error: KeycloakError | None = None
@@ -80,7 +87,7 @@ class CreateBatcher:
         realm = admin.realm
         if self._refused_until.get(realm, 0.0) > time.monotonic():
             return alone()
-        me = _Pending(rep)
+        me = _Pending(rep, admin.remaining())
         with self._cond:
             queue = self._queues.setdefault(realm, deque())
             direct = not queue and not self._sending.get(realm)
@@ -129,11 +136,29 @@ class CreateBatcher:
                 if not queue:
                     self._senders[realm] -= 1
                     return
-                batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
+                batch, late = self._take(queue)
                 admin = self._admins[realm]
                 sent = time.monotonic()
-                self._sending.setdefault(realm, []).append(sent)
-            self._send_counted(admin, batch, sent)
+                if batch:
+                    self._sending.setdefault(realm, []).append(sent)
+            for p in late:  # never sent: nothing happened in Keycloak
+                p.error = BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+                p.done.set()
+            if batch:
+                ends = [p.end for p in batch if p.end is not None]
+                with admin.deadline(min(ends) - MARGIN - sent if ends else None):
+                    self._send_counted(admin, batch, sent)
+
+    def _take(self, queue: deque[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """The next batch (at most ``max_batch``), and the users taken from the queue whose threads have too
+        little time left to be sent. Called under the lock."""
+        batch: list[_Pending] = []
+        late: list[_Pending] = []
+        soon = time.monotonic() + MARGIN + STALL
+        while queue and len(batch) < self.max_batch:
+            p = queue.popleft()
+            (late if p.end is not None and p.end < soon else batch).append(p)
+        return batch, late
 
     def _next_send(self, realm: str, queue: deque[_Pending], idle_until: float) -> float:
         """Seconds a sender waits before it may send what is queued (0: now, or: the queue stayed empty until
