@@ -210,6 +210,7 @@ def hostile_scenario(root: Path, mutations: int) -> Row:
     row = Row("hostile")
     statuses: list[int] = []
     latencies: list[float] = []
+    bad: list[str] = []  # the requests answered 5xx or not at all, for the note
     session = requests.Session()
     url = org.base_url
 
@@ -220,8 +221,11 @@ def hostile_scenario(root: Path, mutations: int) -> Row:
             r = session.request(method, url + path, data=body, params=params, timeout=60,
                                 headers={"Authorization": org.headers["Authorization"], "Content-Type": ctype})
             statuses.append(r.status_code)
-        except requests.RequestException:
+            if r.status_code >= 500:
+                bad.append(f"#{len(statuses)} {method} {path} {(body or b'')[:60]!r}: {r.status_code} {r.text[:200]!r}")
+        except requests.RequestException as e:
             statuses.append(0)
+            bad.append(f"#{len(statuses)} {method} {path} {(body or b'')[:60]!r}: {type(e).__name__}: {str(e)[:200]}")
         latencies.append(time.perf_counter() - t0)
 
     try:
@@ -270,6 +274,7 @@ def hostile_scenario(root: Path, mutations: int) -> Row:
         row.requests = len(statuses)
         row.acknowledged = sum(1 for s in statuses if 200 <= s < 300)
         row.unexpected_5xx = sum(1 for s in statuses if s >= 500 or s == 0)
+        row.note = "; ".join(bad)
         row.p99_ms = round(p99(latencies), 1)
         names = [u["userName"] for u in scim_users(org)]
         row.duplicates = len(names) - len(set(names))
