@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import sqlite3
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,35 @@ def _asgi_get(bridge: BufferedWsgi, path: str, body: bytes = b"", headers: list 
              "client": ("127.0.0.1", 5555), "scheme": "http", "http_version": "1.1", "root_path": ""}
     asyncio.run(bridge(scope, receive, send))
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_large_request_right_behind_another_on_the_same_connection_is_answered(live: Any) -> None:
+    """The bytes of a request that arrive while the previous one is answered (pipelined here, which makes the
+    timing certain; a client sending at once on its keep-alive connection hit the same) were cut at 64 KiB by
+    gunicorn's C parser and the connection closed without an answer (gunicorn_conf: ``http_parser``)."""
+    _, org = live
+    url = urllib.parse.urlsplit(org.base_url)
+    def post(body: bytes) -> bytes:
+        return (f"POST {url.path}/Users HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Authorization: {org.headers['Authorization']}\r\nContent-Type: application/scim+json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    big = json.dumps({"userName": "pipelined-big@example.com", "title": "t" * 200_000}).encode()
+    statuses = []
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(post(json.dumps({"userName": "pipelined-small@example.com"}).encode()) + post(big))
+        buffered = b""
+        while len(statuses) < 2:
+            head, sep, rest = buffered.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), None)
+            if sep and length is not None and len(rest) >= length:
+                statuses.append(int(head.split()[1]))
+                buffered = rest[length:]
+                continue
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(statuses)} answer(s)"
+            buffered += chunk
+    assert statuses == [201, 201]
 
 
 def test_bridge_runs_sixteen_requests_at_once() -> None:
