@@ -51,10 +51,10 @@ class LeaseStore:
         return changed == 1
 
     def release(self, name: str, holder: str) -> None:
-        with self.db.transaction() as conn:
-            release_in(conn, name, holder)
+        self.release_all([name], holder)
 
     def release_all(self, names: Iterable[str], holder: str) -> None:
         """Release every lease of ``names`` that ``holder`` holds, in one transaction."""
         with self.db.transaction() as conn:
-            conn.executemany("DELETE FROM leases WHERE name = ? AND holder = ?", [(n, holder) for n in names])
+            for name in names:
+                release_in(conn, name, holder)
