@@ -52,6 +52,11 @@ STALL = 0.25  # seconds an import may be in flight before another one is sent be
 MARGIN = 0.2  # seconds before the tightest budget of its batch that an import must be answered
 
 
+def _unsent() -> BudgetSpent:
+    """The error of a thread whose time ran out before its user was sent (nothing happened in Keycloak)."""
+    return BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+
+
 class _Pending:
     __slots__ = ("rep", "end", "done", "user_id", "error", "alone")
 
@@ -122,7 +127,7 @@ class CreateBatcher:
                 queue = self._queues.get(admin.realm)
                 if queue is not None and me in queue:
                     queue.remove(me)  # never sent: nothing happened in Keycloak
-            raise BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+            raise _unsent()
 
     def _send_loop(self, realm: str) -> None:
         while True:
@@ -142,7 +147,7 @@ class CreateBatcher:
                 if batch:
                     self._sending.setdefault(realm, []).append(sent)
             for p in late:  # never sent: nothing happened in Keycloak
-                p.error = BudgetSpent(None, None, message="time budget spent waiting for a batched create")
+                p.error = _unsent()
                 p.done.set()
             if batch:
                 ends = [p.end for p in batch if p.end is not None]
