@@ -217,15 +217,16 @@ def hostile_scenario(root: Path, mutations: int) -> Row:
     def send(method: str, path: str, body: bytes | None = None, ctype: str = "application/scim+json",
              params: dict[str, str] | None = None) -> None:
         t0 = time.perf_counter()
+        what = f"#{len(statuses) + 1} {method} {path} {(body or b'')[:60]!r}"
         try:
             r = session.request(method, url + path, data=body, params=params, timeout=60,
                                 headers={"Authorization": org.headers["Authorization"], "Content-Type": ctype})
             statuses.append(r.status_code)
             if r.status_code >= 500:
-                bad.append(f"#{len(statuses)} {method} {path} {(body or b'')[:60]!r}: {r.status_code} {r.text[:200]!r}")
+                bad.append(f"{what}: {r.status_code} {r.text[:200]!r}")
         except requests.RequestException as e:
             statuses.append(0)
-            bad.append(f"#{len(statuses)} {method} {path} {(body or b'')[:60]!r}: {type(e).__name__}: {str(e)[:200]}")
+            bad.append(f"{what}: {type(e).__name__}: {str(e)[:200]}")
         latencies.append(time.perf_counter() - t0)
 
     try:
