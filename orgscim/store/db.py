@@ -27,6 +27,22 @@ Params = Sequence[object] | Mapping[str, object]
 """Statement parameters: positional (``?``) or named (``:name``)."""
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (it stays so: later connections only read that it is). Threads opening their
+    first connection to a new file at once race to switch it, and SQLite answers the losers "database is locked"
+    without waiting on the busy timeout; they try again within that timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Database:
     """A thin wrapper over one ``sqlite3`` connection per thread."""
 
@@ -43,7 +59,7 @@ class Database:
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             # SQLite's lower() folds ASCII only; filters need the same folding as Python's str.lower()
